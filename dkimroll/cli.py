@@ -1,0 +1,113 @@
+"""`dkimroll` command line: run the engine on a stack and summarise what happened.
+
+    dkimroll up|preview|refresh|destroy [--stack NAME] [--project-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from pulumi import automation as auto
+
+from dkimroll import engine
+from providers.errors import DkimrollError
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line if line.endswith("\n") else line + "\n")
+    sys.stdout.flush()
+
+
+def _summary(changes: dict[str, int] | None) -> str:
+    if not changes:
+        return "no changes"
+    parts = [f"{count} {op}" for op, count in sorted(changes.items()) if op != "same" and count]
+    same = (changes or {}).get("same", 0)
+    return (", ".join(parts) or "no changes") + (f" ({same} unchanged)" if same else "")
+
+
+def print_records(outputs: dict[str, Any]) -> None:
+    """The published records, one line each: what an operator checks or pastes elsewhere."""
+    records = outputs.get("records")
+    if records is None:
+        return
+    items = records.value or []
+    _print(f"\n{len(items)} DKIM record(s):")
+    for item in items:
+        size = len(item["value"])
+        _print(f"  {item['target']:<10} {item['name']:<48} {size:>4} chars")
+    _print("Full values: pulumi stack output records --json   (zone-file form in 'zone_file')")
+
+
+def run_operation(operation: str, stack_name: str, project_dir: Path | None) -> int:
+    stack = engine.open_stack(stack_name, project_dir)
+    kwargs = {"on_output": _print, "color": "never"}
+    if operation == "preview":
+        result = stack.preview(diff=False, **kwargs)
+        _print(f"preview: {_summary(result.change_summary)}")
+        return 0
+    if operation == "up":
+        result = stack.up(**kwargs)
+        _print(f"up: {_summary(result.summary.resource_changes)}")
+        print_records(result.outputs)
+        return 0
+    if operation == "refresh":
+        result = stack.refresh(**kwargs)
+        _print(f"refresh: {_summary(result.summary.resource_changes)}")
+        return 0
+    if operation == "destroy":
+        result = stack.destroy(**kwargs)
+        _print(f"destroy: {_summary(result.summary.resource_changes)}")
+        return 0
+    raise DkimrollError(f"unknown operation {operation}")
+
+
+def print_env(project_dir: Path | None) -> int:
+    """Shell exports for plain `pulumi` commands on the same backend: eval "$(make -s env)"."""
+    paths = engine.Paths((project_dir or engine.REPO).resolve())
+    engine.ensure_passphrase(paths)
+    env = engine.engine_env(paths)
+    env["DKIMROLL_PROJECT_DIR"] = str(paths.project_dir)
+    for key, value in sorted(env.items()):
+        _print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dkimroll", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("up", "create, rotate and push keys"), ("preview", "show what up would do"),
+                            ("refresh", "read back DNS and signer hosts into state"),
+                            ("destroy", "remove every record and file dkimroll manages")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--stack", "-s", default="demo")
+        cmd.add_argument("--project-dir", type=Path, default=None)
+    env_cmd = sub.add_parser("env", help="print shell exports for plain pulumi commands")
+    env_cmd.add_argument("--project-dir", type=Path, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "env":
+        return print_env(args.project_dir)
+    try:
+        return run_operation(args.command, args.stack, args.project_dir)
+    except auto.CommandError as exc:
+        _print(f"dkimroll {args.command}: failed (see the engine output above)")
+        detail = str(exc).strip().splitlines()
+        if detail:
+            _print(detail[-1])
+        return 1
+    except DkimrollError as exc:
+        _print(f"dkimroll {args.command}: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

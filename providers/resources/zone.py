@@ -1,0 +1,114 @@
+"""Pulumi dynamic resource: all of dkimroll's TXT records in one DNS zone.
+
+One resource per (target, zone) is one atomic change on the backend per run,
+so parallel steps never race on a zone file or a change batch. The provider
+builds its backend inside each method (nothing captured), and compares records
+by their joined text, so chunking can never cause a diff.
+
+This module path is recorded in Pulumi state: never move or rename it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+from pulumi import dynamic
+from pulumi.runtime import rpc
+
+from providers.dns.base import TxtRecord
+from providers.dns.factory import make_dns_backend
+from providers.errors import DkimrollError
+
+_IDENTITY = ("target_name", "zone")
+
+
+def _known(value: Any) -> bool:
+    if value == rpc.UNKNOWN:
+        return False
+    if isinstance(value, dict):
+        return all(_known(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_known(v) for v in value)
+    return True
+
+
+def _records(props: dict[str, Any]) -> set[TxtRecord]:
+    return {TxtRecord.from_dict(item) for item in props.get("records") or []}
+
+
+def _public_settings(props: dict[str, Any]) -> dict[str, Any]:
+    return dict(props.get("target") or {})
+
+
+class DnsZoneProvider(dynamic.ResourceProvider):
+    """CRUD for one zone's managed records; state holds exactly what was written."""
+
+    serialize_as_secret_always = False
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        if not _known(news.get("target")) or not _known(news.get("records")):
+            return dynamic.CheckResult(news, [])
+        try:
+            backend = make_dns_backend(news["target_name"], news["target"])
+            problems = backend.check(news["zone"], sorted(_records(news)))
+        except DkimrollError as exc:
+            problems = [str(exc)]
+        failures = [dynamic.CheckFailure("records", f"dns target '{news['target_name']}', zone {news['zone']}: {p}")
+                    for p in problems]
+        return dynamic.CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        replaces = [key for key in _IDENTITY if olds.get(key) != news.get(key)]
+        if _public_settings(olds).get("type") != _public_settings(news).get("type"):
+            replaces.append("target")
+        if not _known(news.get("records")):
+            return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        changed = _records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
+        return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
+                                  delete_before_replace=bool(replaces))
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        backend = make_dns_backend(props["target_name"], props["target"])
+        backend.apply(props["zone"], sorted(_records(props)), [])
+        return dynamic.CreateResult(f"{props['target_name']}/{props['zone']}", dict(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        backend = make_dns_backend(news["target_name"], news["target"])
+        old, new = _records(olds), _records(news)
+        backend.apply(news["zone"], sorted(new - old), sorted(old - new))
+        return dynamic.UpdateResult(dict(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        backend = make_dns_backend(props["target_name"], props["target"])
+        present = backend.present(props["zone"], sorted(_records(props)))
+        outs = dict(props)
+        outs["records"] = [record.to_dict() for record in sorted(present)]
+        return dynamic.ReadResult(id_, outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        backend = make_dns_backend(props["target_name"], props["target"])
+        backend.apply(props["zone"], [], sorted(_records(props)))
+
+
+class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
+    """The managed DKIM records of one zone on one DNS target."""
+
+    records: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        target_name: str,
+        target: pulumi.Input[dict],
+        zone: str,
+        records: pulumi.Input[list],
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
+        super().__init__(
+            DnsZoneProvider(),
+            resource_name,
+            {"target_name": target_name, "target": target, "zone": zone, "records": records},
+            opts,
+        )

@@ -1,0 +1,196 @@
+"""The OpenDKIM layout: one private key file per key, plus KeyTable and SigningTable.
+
+OpenDKIM 2.11 signs with one algorithm per instance (`SignatureAlgorithm` is a
+global setting; an Ed25519 key in an RSA instance fails with "expecting an rsa
+key"). So the keys are split in two table sets:
+
+* `{table_dir}/KeyTable` and `{table_dir}/SigningTable` hold the RSA keys, for
+  the main instance. They are always written, with nothing but their header
+  comment when there is no RSA key, so an instance pointed at them still starts.
+* `{table_dir}/KeyTable.ed25519` and `{table_dir}/SigningTable.ed25519` hold the
+  Ed25519 keys, for a second instance with `SignatureAlgorithm ed25519-sha256`.
+  They are written only when there is at least one Ed25519 key.
+
+The KeyTable is a `file:` dataset (`keyname domain:selector:/path/to/key`); the
+SigningTable a `refile:` dataset (`pattern keyname`) that OpenDKIM walks in
+order, first match wins. This module is pure: it renders, it does no I/O.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Sequence
+
+from providers.errors import ConfigError
+from providers.signers.base import ManagedFile, SigningKey
+
+KEY_TYPES = ("rsa", "ed25519")
+
+# One DNS label (LDH plus "_", as selectors and A-label domains use), then more.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+# A SigningTable refile pattern: one word, no comment or colon (they end the
+# pattern in OpenDKIM's parser), "*" is the only wildcard.
+_PATTERN_RE = re.compile(r"^[^\s#:]+$")
+# Characters that would break a `file:` dataset value or a refile line.
+_BAD_PATH_CHARS = re.compile(r"[\s#:]")
+
+
+def _check_dir(setting: str, value: str) -> str:
+    if not value or not posixpath.isabs(value):
+        raise ConfigError(setting, f"must be an absolute path, got {value!r}")
+    if _BAD_PATH_CHARS.search(value):
+        raise ConfigError(
+            setting,
+            f"{value!r} contains whitespace, '#' or ':', which OpenDKIM tables cannot hold",
+        )
+    return posixpath.normpath(value)
+
+
+def signing_table_order(pattern: str) -> tuple[int, int, str]:
+    """Sort key of a SigningTable line: exact addresses first, then wildcard patterns,
+    the ones with more literal characters first (so a catch-all `*` comes last and
+    never shadows a narrower pattern, since OpenDKIM takes the first match), then
+    alphabetically."""
+    wildcard = "*" in pattern
+    return (1 if wildcard else 0, -len(pattern.replace("*", "")) if wildcard else 0, pattern)
+
+
+class OpenDkimLayout:
+    """Files of an OpenDKIM signer: keys under `key_dir`, tables under `table_dir`."""
+
+    def __init__(
+        self,
+        key_dir: str,
+        table_dir: str,
+        owner: str | None = None,
+        group: str | None = None,
+        key_mode: int = 0o600,
+        table_mode: int = 0o644,
+    ) -> None:
+        self.key_dir = _check_dir("key_dir", key_dir)
+        self.table_dir = _check_dir("table_dir", table_dir)
+        # OpenDKIM (RequireSafeKeys, on by default) refuses a key file that other
+        # users can read or write, or that its group can write.
+        if key_mode & ~0o7777 or key_mode & 0o027:
+            raise ConfigError(
+                "key_mode",
+                f"{key_mode:04o} lets other users read or write the private key; "
+                "OpenDKIM would refuse it (use 0600, or 0640 with a group only OpenDKIM is in)",
+            )
+        if table_mode & ~0o7777 or table_mode & 0o022:
+            raise ConfigError(
+                "table_mode", f"{table_mode:04o} lets other users rewrite the tables (use 0644)"
+            )
+        self.owner = owner
+        self.group = group
+        self.key_mode = key_mode
+        self.table_mode = table_mode
+
+    # paths -----------------------------------------------------------------
+
+    def key_path(self, key: SigningKey) -> str:
+        return f"{self.key_dir}/{key.owner_name}.private"
+
+    def table_paths(self, key_type: str) -> tuple[str, str]:
+        """(KeyTable, SigningTable) paths of the set for this key type."""
+        suffix = "" if key_type == "rsa" else f".{key_type}"
+        return (
+            f"{self.table_dir}/KeyTable{suffix}",
+            f"{self.table_dir}/SigningTable{suffix}",
+        )
+
+    def key_dirs(self) -> list[str]:
+        return [self.key_dir]
+
+    # rendering -------------------------------------------------------------
+
+    def files(self, keys: Sequence[SigningKey]) -> list[ManagedFile]:
+        self._validate(keys)
+        ordered = sorted(keys, key=lambda k: (k.domain, k.selector))
+        out = [
+            ManagedFile(
+                path=self.key_path(k),
+                content=_pem_bytes(k),
+                mode=self.key_mode,
+                owner=self.owner,
+                group=self.group,
+                secret=True,
+            )
+            for k in ordered
+        ]
+        for key_type in KEY_TYPES:
+            subset = [k for k in ordered if k.key_type == key_type]
+            if key_type != "rsa" and not subset:
+                continue
+            key_table, signing_table = self.table_paths(key_type)
+            out.append(
+                ManagedFile(
+                    path=key_table,
+                    content=self.render_key_table(subset, key_type).encode("utf-8"),
+                    mode=self.table_mode,
+                )
+            )
+            out.append(
+                ManagedFile(
+                    path=signing_table,
+                    content=self.render_signing_table(subset, key_type).encode("utf-8"),
+                    mode=self.table_mode,
+                )
+            )
+        return out
+
+    def _header(self, key_type: str) -> list[str]:
+        key_table, signing_table = self.table_paths(key_type)
+        algorithm = "rsa-sha256" if key_type == "rsa" else "ed25519-sha256"
+        instance = "the main" if key_type == "rsa" else "a second"
+        return [
+            "# Managed by dkimroll: do not edit, changes are overwritten.",
+            f"# For {instance} OpenDKIM instance with: KeyTable file:{key_table}, "
+            f"SigningTable refile:{signing_table}, SignatureAlgorithm {algorithm}",
+        ]
+
+    def render_key_table(self, keys: Sequence[SigningKey], key_type: str = "rsa") -> str:
+        lines = self._header(key_type)
+        for k in sorted(keys, key=lambda k: (k.domain, k.selector)):
+            lines.append(f"{k.owner_name} {k.domain}:{k.selector}:{self.key_path(k)}")
+        return "\n".join(lines) + "\n"
+
+    def render_signing_table(self, keys: Sequence[SigningKey], key_type: str = "rsa") -> str:
+        rows = sorted(
+            {(p, k.owner_name) for k in keys for p in k.patterns},
+            key=lambda row: (signing_table_order(row[0]), row[1]),
+        )
+        lines = self._header(key_type) + [f"{pattern} {name}" for pattern, name in rows]
+        return "\n".join(lines) + "\n"
+
+    def _validate(self, keys: Sequence[SigningKey]) -> None:
+        seen: dict[str, str] = {}
+        for k in keys:
+            where = k.owner_name
+            if k.key_type not in KEY_TYPES:
+                raise ConfigError(where, f"key type {k.key_type!r} is not one of {KEY_TYPES}")
+            if not _NAME_RE.match(k.domain):
+                raise ConfigError(where, f"domain {k.domain!r} is not an A-label domain name")
+            if not _NAME_RE.match(k.selector):
+                raise ConfigError(where, f"selector {k.selector!r} is not a valid selector")
+            if where.lower() in seen:
+                raise ConfigError(where, "two keys share this selector and domain")
+            seen[where.lower()] = k.key_type
+            for pattern in k.patterns:
+                if not _PATTERN_RE.match(pattern):
+                    raise ConfigError(
+                        where,
+                        f"sign_for pattern {pattern!r} must be one word without '#' or ':'",
+                    )
+            if "PRIVATE KEY-----" not in k.private_key_pem:
+                # Do not echo the value: it may be a key in the wrong format.
+                raise ConfigError(where, "private key is not a PEM block")
+
+
+def _pem_bytes(key: SigningKey) -> bytes:
+    pem = key.private_key_pem
+    if not pem.endswith("\n"):
+        pem += "\n"
+    return pem.encode("utf-8")
