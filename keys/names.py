@@ -23,6 +23,9 @@ _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 def to_a_label(domain: str) -> str:
     """`domain` (Unicode or ASCII, trailing dot optional) as lower-case A-labels without trailing dot."""
     key = f"domain {domain!r}"
+    if "\\" in domain:
+        # dnspython would read "\\200" as the character U+00C8 and quietly IDNA-encode it.
+        raise errors.ConfigError(key, "backslash escapes are not allowed; write the name itself")
     try:
         name = dns.name.from_unicode(domain.strip(), idna_codec=dns.name.IDNA_2008)
     except dns.exception.DNSException as exc:

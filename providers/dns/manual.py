@@ -17,14 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import dns.exception
+import dns.name
+
 from keys import render
 from providers.atomic import atomic_write, file_lock
 from providers.dns.base import TxtRecord
 from providers.dns.bindfile import find_block, render_block
 from providers.errors import ConfigError, DnsTargetError
-
-import dns.exception
-import dns.name
 
 __all__ = ["ManualTarget"]
 
@@ -91,7 +91,7 @@ def _export_text(zone: str, records: dict[tuple[str, str], int], removed: Sequen
     text = "\n".join(lines) + "\n"
     block = render_block(records)
     text += block if block else "; (no records to publish)\n"
-    gone = sorted({(_name(r.name), r.value, r.ttl) for r in removed} - {(n, v, records.get((n, v))) for n, v in records})
+    gone = sorted({(_name(r.name), r.value, r.ttl) for r in removed if (_name(r.name), r.value) not in records})
     if gone:
         text += "\n; Delete these by hand (withdrawn by the last change):\n"
         for name, value, ttl in gone:

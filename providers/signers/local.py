@@ -182,12 +182,17 @@ class LocalTransport:
                 raise SignerError(self.name, f"is not a directory{resolved}", str(node))
             mode = stat.S_IMODE(st.st_mode)
             if mode & stat.S_IWOTH:
-                sticky = " (the sticky bit does not make it safe)" if mode & stat.S_ISVTX else ""
+                if mode & stat.S_ISVTX:  # /tmp and the like: cannot be fixed in place
+                    fix = (
+                        "the sticky bit does not make it safe; keep keys and tables "
+                        "in a directory tree only root and the signer can write"
+                    )
+                else:
+                    fix = f"fix with 'chmod o-w {node}'"
                 raise SignerError(
                     self.name,
-                    f"directory has mode {mode:04o}: any user can write to it{sticky}, so "
-                    f"OpenDKIM (RequireSafeKeys) would refuse keys below it{resolved}; "
-                    f"fix with 'chmod o-w {node}' or keep keys and tables elsewhere",
+                    f"directory has mode {mode:04o}: any user can write to it, so "
+                    f"OpenDKIM (RequireSafeKeys) would refuse keys below it{resolved}; {fix}",
                     str(node),
                 )
             if mode & stat.S_IWGRP:

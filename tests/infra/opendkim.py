@@ -277,23 +277,36 @@ class OpenDkimSigner:
             "local function ok(what, err)",
             "  if err ~= nil then error(what .. ': ' .. tostring(err)) end",
             "end",
+            "local function cont(what, conn)",
+            "  local r = mt.getreply(conn)",
+            "  if r ~= SMFIR_CONTINUE then",
+            "    error(what .. ': filter replied ' .. string.format('%q (%s)', string.char(r), tostring(r))"
+            " .. ' instead of continue')",
+            "  end",
+            "end",
             "local function main()",
             f"mt.set_timeout({int(self.sign_timeout)})",
             f"local conn = mt.connect({L(self.socket_spec)}, 20, 0.1)",
             "if conn == nil then error('mt.connect failed') end",
             f"ok('conninfo', mt.conninfo(conn, 'localhost', {L(LOOPBACK)}))",
+            "cont('conninfo', conn)",
             f"ok('macro', mt.macro(conn, SMFIC_MAIL, 'i', {L(qid)}))",
             f"ok('mailfrom', mt.mailfrom(conn, {L('<' + envelope_from + '>')}))",
+            "cont('mailfrom', conn)",
         ]
         for r in rcpts:
             lines.append(f"ok('rcptto', mt.rcptto(conn, {L('<' + r + '>')}))")
+            lines.append("cont('rcptto', conn)")
         for name, value in headers:
             v = value.replace("\r\n", "\n")  # milter protocol carries LF-folded values
             lines.append(f"ok('header', mt.header(conn, {L(name)}, {L(v)}))")
+            lines.append(f"cont({L('header ' + name)}, conn)")
         lines.append("ok('eoh', mt.eoh(conn))")
+        lines.append("cont('eoh', conn)")
         chunk = 32768
         for i in range(0, len(body), chunk):
             lines.append(f"ok('body', mt.bodystring(conn, {L(body[i:i + chunk])}))")
+            lines.append("cont('body', conn)")
         lines += [
             "ok('eom', mt.eom(conn))",
             f"mt.echo({L(_REPLY_PREFIX)} .. tostring(mt.getreply(conn)))",

@@ -52,7 +52,7 @@ def test_validate_domain(name: str, expected: str) -> None:
         ("-a.com", "inner hyphens"),
         ("a-.com", "inner hyphens"),
         ("_dmarc.example.com", "inner hyphens"),
-        (".".join(["a" * 60] * 5), "longer than"),
+        (".".join(["a" * 60] * 5), "255 octets"),
     ],
 )
 def test_validate_domain_rejects(name: str, why: str) -> None:
