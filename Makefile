@@ -32,7 +32,7 @@ up preview refresh destroy: setup
 
 # eval "$(make -s env)" puts the pinned CLI, the venv and the local backend in your shell.
 env: setup
-	@$(DKIMROLL) env
+	@$(DKIMROLL) env --stack $(STACK)
 
 test: setup system-deps
 	$(PY) -m pytest -q

@@ -66,11 +66,12 @@ def run_operation(operation: str, stack_name: str, project_dir: Path | None) -> 
     raise DkimrollError(f"unknown operation {operation}")
 
 
-def print_env(project_dir: Path | None) -> int:
+def print_env(project_dir: Path | None, stack: str) -> int:
     """Shell exports for plain `pulumi` commands on the same backend: eval "$(make -s env)"."""
     paths = engine.Paths((project_dir or engine.REPO).resolve())
     engine.ensure_passphrase(paths)
-    env = engine.engine_env(paths)
+    env = engine.engine_env(paths, stack)
+    env["PULUMI_STACK"] = stack
     env["DKIMROLL_PROJECT_DIR"] = str(paths.project_dir)
     for key, value in sorted(env.items()):
         _print(f"export {key}={shlex.quote(value)}")
@@ -89,13 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--project-dir", type=Path, default=None)
     env_cmd = sub.add_parser("env", help="print shell exports for plain pulumi commands")
     env_cmd.add_argument("--project-dir", type=Path, default=None)
+    env_cmd.add_argument("--stack", "-s", default="demo")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "env":
-        return print_env(args.project_dir)
+        return print_env(args.project_dir, args.stack)
     try:
         return run_operation(args.command, args.stack, args.project_dir)
     except auto.CommandError as exc:

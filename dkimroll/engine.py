@@ -22,6 +22,11 @@ from providers.errors import DkimrollError
 
 PROJECT = "dkimroll"
 REPO = Path(__file__).resolve().parent.parent
+# The demo's keys are throw-away, and its stack file (with the salt for this
+# passphrase) is committed, so every clone can run it. Real stacks get a random
+# passphrase of their own (see ensure_passphrase).
+DEMO_STACK = "demo"
+DEMO_PASSPHRASE = "dkimroll-demo-only"
 
 
 class EngineError(DkimrollError):
@@ -71,7 +76,7 @@ def ensure_passphrase(paths: Paths) -> None:
 
     Only used when the operator has not set PULUMI_CONFIG_PASSPHRASE(_FILE).
     """
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+    if _operator_passphrase():
         return
     paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not paths.passphrase_file.exists():
@@ -80,7 +85,12 @@ def ensure_passphrase(paths: Paths) -> None:
             handle.write(secrets.token_urlsafe(32) + "\n")
 
 
-def engine_env(paths: Paths) -> dict[str, str]:
+def _operator_passphrase() -> bool:
+    return os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or bool(
+        os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
+
+
+def engine_env(paths: Paths, stack: str | None = None) -> dict[str, str]:
     """Environment for the CLI and the dynamic providers it starts."""
     bin_dir = pulumi_bin_dir()
     venv_bin = Path(sys.executable).parent
@@ -94,8 +104,11 @@ def engine_env(paths: Paths) -> dict[str, str]:
         "PATH": os.pathsep.join([str(bin_dir), str(venv_bin), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
     }
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(paths.passphrase_file)
+    if not _operator_passphrase():
+        if stack == DEMO_STACK:
+            env["PULUMI_CONFIG_PASSPHRASE"] = DEMO_PASSPHRASE
+        else:
+            env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(paths.passphrase_file)
     return env
 
 
@@ -111,7 +124,7 @@ def open_stack(stack: str, project_dir: Path | None = None,
     ensure_passphrase(paths)
     paths.pulumi_home.mkdir(parents=True, exist_ok=True)
     (paths.state_dir / "backend").mkdir(parents=True, exist_ok=True)
-    env = engine_env(paths)
+    env = engine_env(paths, stack)
     os.environ.update({k: v for k, v in env.items() if k in ("PATH", "PYTHONPATH")})
     os.environ["DKIMROLL_PROJECT_DIR"] = str(paths.project_dir)
     command = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), skip_version_check=True)

@@ -305,6 +305,11 @@ class BindFileTarget:
             raise ConfigError(f"dkimroll:dns.{name}.default_ttl", f"must be an integer from 0 to {MAX_TTL}")
         if reload is not None and not shlex.split(reload):
             raise ConfigError(f"dkimroll:dns.{name}.reload", "is empty")
+        if create_nameserver is not None:
+            try:
+                create_nameserver = _normal_name(create_nameserver)
+            except dns.exception.DNSException as exc:
+                raise ConfigError(f"dkimroll:dns.{name}.create_nameserver", f"not a DNS name: {exc}") from None
         if check_command is not None and not shlex.split(check_command):
             check_command = None
         self.name = name
@@ -356,10 +361,10 @@ class BindFileTarget:
         if not path.exists():
             if not self.create:
                 problems.append(f"zone file {path} not found (set create: true to let dkimroll create it)")
-            elif not path.parent.is_dir():
-                problems.append(f"zone directory {path.parent} does not exist")
-            elif not os.access(path.parent, os.W_OK | os.X_OK):
-                problems.append(f"zone directory {path.parent} is not writable")
+            else:
+                existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+                if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                    problems.append(f"zone directory {path.parent} cannot be created or written ({existing})")
             return problems
         try:
             text = self._read(path)
@@ -410,7 +415,9 @@ class BindFileTarget:
             raise DnsTargetError(self.name, zone_text, "; ".join(problems))
         path = self._real_path(zone_text)
         if not path.parent.is_dir():
-            raise DnsTargetError(self.name, zone_text, f"zone directory {path.parent} does not exist")
+            if not (self.create and add):
+                raise DnsTargetError(self.name, zone_text, f"zone directory {path.parent} does not exist")
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
 
         try:
             with file_lock(path):

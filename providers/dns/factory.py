@@ -21,7 +21,7 @@ def make_dns_backend(target_name: str, settings: dict[str, Any]) -> DnsBackend:
             create=bool(settings.get("create")),
             create_nameserver=settings.get("create_nameserver"),
             reload=settings.get("reload"),
-            check_command=settings.get("check_command"),
+            check_command=settings.get("check_command", "named-checkzone"),
         )
     if kind == "manual":
         from providers.dns.manual import ManualTarget

@@ -17,7 +17,7 @@ from pulumi.runtime import rpc
 
 from providers.signers.base import SigningKey
 from providers.signers.factory import make_layout, make_transport
-from providers.signers.sync import inspect, sync, wanted_digest
+from providers.signers.sync import digest_matches, inspect, sync, wanted_digest
 
 
 def _keys(props: dict[str, Any]) -> list[SigningKey]:
@@ -38,12 +38,13 @@ def _wanted(props: dict[str, Any]) -> dict[str, str]:
     return {f.path: wanted_digest(f) for f in layout.files(_keys(props))}
 
 
-def _push(props: dict[str, Any], previous_paths: list[str]) -> dict[str, Any]:
+def _push(props: dict[str, Any], previous: dict[str, str]) -> dict[str, Any]:
+    """Sync the host; `previous` digests let a failed reload be retried on the next run."""
     name, settings = props["signer_name"], props["settings"]
     transport = make_transport(name, settings)
     try:
-        result = sync(transport, make_layout(name, settings), _keys(props), previous_paths,
-                      settings.get("reload"))
+        result = sync(transport, make_layout(name, settings), _keys(props), list(previous),
+                      settings.get("reload"), previous_digests=previous or None)
     finally:
         transport.close()
     outs = {k: v for k, v in props.items() if not k.startswith("__")}
@@ -62,15 +63,19 @@ class SignerHostProvider(dynamic.ResourceProvider):
             return dynamic.DiffResult(changes=True, replaces=replaces)
         if any(item == rpc.UNKNOWN or rpc.UNKNOWN in item.values() for item in news.get("keys") or []):
             return dynamic.DiffResult(changes=True, replaces=replaces)
-        changed = _wanted(news) != (olds.get("files") or {}) or olds.get("settings") != news.get("settings")
+        current = olds.get("files") or {}
+        wanted = _wanted(news)
+        same_files = set(wanted) == set(current) and all(
+            digest_matches(current[path], digest) for path, digest in wanted.items())
+        changed = not same_files or olds.get("settings") != news.get("settings")
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=bool(replaces))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        return dynamic.CreateResult(props["signer_name"], _push(props, []))
+        return dynamic.CreateResult(props["signer_name"], _push(props, {}))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult(_push(news, list((olds.get("files") or {}).keys())))
+        return dynamic.UpdateResult(_push(news, dict(olds.get("files") or {})))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         transport = make_transport(props["signer_name"], props["settings"])

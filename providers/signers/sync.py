@@ -138,14 +138,7 @@ def sync(
             transport.write(f)
             written.append(f.path)
 
-    # 4. Remove what is no longer wanted (and is still there).
-    removed: list[str] = []
-    for p in stale:
-        if current.get(p) is not None:
-            transport.remove(p)
-            removed.append(p)
-
-    # 5. Check what was written landed as wanted (a silently ignored chown, say).
+    # 4. Check what was written landed as wanted (a silently ignored chown, say).
     after = dict(current)
     if written:
         after.update(transport.digests(written))
@@ -156,6 +149,13 @@ def sync(
                     "after writing, the file's content, mode or owner is not the one written",
                     p,
                 )
+
+    # 5. Remove what is no longer wanted (and is still there).
+    removed: list[str] = []
+    for p in stale:
+        if current.get(p) is not None:
+            transport.remove(p)
+            removed.append(p)
 
     digests: dict[str, str] = {}
     for p in by_path:

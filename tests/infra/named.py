@@ -52,7 +52,13 @@ NAMED = shutil.which("named") or "/usr/sbin/named"
 RNDC = shutil.which("rndc") or "/usr/sbin/rndc"
 NAMED_CHECKZONE = shutil.which("named-checkzone") or "/usr/bin/named-checkzone"
 
-_BIND_ERRORS = ("address in use", "could not listen", "couldn't add command channel")
+# named log lines meaning "someone else grabbed our port": retry on new ports.
+_BIND_ERRORS = (
+    "address in use",
+    "unable to listen on any configured interfaces",
+    "failed; interface ignored",
+    "couldn't add command channel",
+)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,20 @@ Usage::
 
 The KeyTable is an ordinary ``file:`` table (``label domain:selector:/key.pem``)
 and the SigningTable a ``refile:`` table (``*@example.test label``); both are
-produced by the code under test or the test itself.  Key files must not be
-group/world readable: OpenDKIM's default ``RequireSafeKeys yes`` is kept.
+produced by the code under test or the test itself.
+
+RequireSafeKeys: OpenDKIM walks every directory from ``/`` down to each key
+file and, by default, refuses keys below a world-writable directory -- which
+``/tmp`` (home of pytest's ``tmp_path``) always is.  With
+``require_safe_keys=None`` (default) the harness keeps ``RequireSafeKeys yes``
+unless the *only* objection is a world-writable sticky ancestor; key files
+that are themselves group/other accessible keep the check on, so OpenDKIM
+refuses them exactly as in production.  ``signer.safe_keys_note`` says why.
+Put the keys in a 0700 directory with 0600 files.
+
+Signing failures raise :class:`OpenDkimError` with miltertest's output, the
+filter's reply, and a key-file report (OpenDKIM itself only logs to syslog,
+which is usually absent in containers).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import email.utils
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,6 +88,7 @@ class OpenDkimSigner:
         signature_algorithm: str = "rsa-sha256",
         *,
         canonicalization: str = "relaxed/relaxed",
+        require_safe_keys: Optional[bool] = None,
         extra_config: Optional[dict[str, str]] = None,
         start_timeout: float = 20.0,
         sign_timeout: float = 20.0,
@@ -93,6 +107,13 @@ class OpenDkimSigner:
         self.signature_algorithm = signature_algorithm
         self.canonicalization = canonicalization
         self.extra_config = dict(extra_config or {})
+        # RequireSafeKeys: keep OpenDKIM's default ("yes") unless the *only*
+        # objection OpenDKIM would raise is a world-writable sticky ancestor
+        # directory such as /tmp (pytest's tmp_path lives there).  The key
+        # files themselves must still be owner-only -- that part of the check
+        # is never relaxed in auto mode.
+        self.key_files = key_files_from_table(self.key_table, base=self.key_table.parent)
+        self.require_safe_keys, self.safe_keys_note = self._decide_safe_keys(require_safe_keys)
         self.start_timeout = start_timeout
         self.sign_timeout = sign_timeout
         self.conf_path = self.workdir / "opendkim.conf"
@@ -116,7 +137,7 @@ class OpenDkimSigner:
             "Canonicalization": self.canonicalization,
             "SignatureAlgorithm": self.signature_algorithm,
             "InternalHosts": LOOPBACK,
-            "RequireSafeKeys": "yes",
+            "RequireSafeKeys": "yes" if self.require_safe_keys else "no",
             "Background": "no",
             "PidFile": str(self.workdir / "opendkim.pid"),
             "TemporaryDirectory": str(self.workdir),
@@ -128,6 +149,23 @@ class OpenDkimSigner:
         }
         opts.update(self.extra_config)
         return "".join(f"{k} {v}\n" for k, v in opts.items())
+
+    def _decide_safe_keys(self, requested: Optional[bool]) -> tuple[bool, str]:
+        if requested is not None:
+            return requested, "explicitly requested"
+        ancestor_issues: list[str] = []
+        for key in self.key_files:
+            file_issues, anc = key_path_issues(key)
+            if file_issues:
+                # leave OpenDKIM's check on: it must refuse this key, as in prod
+                return True, "key file itself is not owner-only: " + "; ".join(file_issues)
+            ancestor_issues += anc
+        if not ancestor_issues:
+            return True, "all key paths are safe"
+        if all(issue.endswith("(sticky)") for issue in ancestor_issues):
+            return False, ("relaxed only because of world-writable sticky ancestor dirs: "
+                           + "; ".join(sorted(set(ancestor_issues))))
+        return True, "unsafe ancestor dirs: " + "; ".join(sorted(set(ancestor_issues)))
 
     # ---------------------------------------------------------- lifecycle
     def log_text(self, tail: Optional[int] = 8000) -> str:
@@ -149,8 +187,9 @@ class OpenDkimSigner:
                     f"--- {self.conf_path} ---\n{self.conf_path.read_text()}"
                 )
             self.log_path.write_bytes(b"")
+            # cwd = KeyTable's dir so relative ("./x.pem") key paths resolve there
             proc = ManagedProcess([OPENDKIM, "-f", "-x", str(self.conf_path)],
-                                  self.log_path, cwd=self.workdir, name="opendkim")
+                                  self.log_path, cwd=self.key_table.parent, name="opendkim")
             self._proc = proc
             try:
                 proc.start()
@@ -179,7 +218,7 @@ class OpenDkimSigner:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.stop()
+            proc.stop(wake=self._accepts)
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.is_running()
@@ -251,11 +290,16 @@ class OpenDkimSigner:
         if res.returncode != 0 or not sigs:
             reply_txt = f"{reply!r} ({chr(int(reply))!r})" if reply and reply.isdigit() else repr(reply)
             raise OpenDkimError(
-                "OpenDKIM inserted no DKIM-Signature"
+                "OpenDKIM did not sign the message (no DKIM-Signature inserted)"
                 f" (miltertest rc={res.returncode}, eom reply={reply_txt}, inserted={inserted})\n"
                 f"lua error: {lua_error}\n"
                 f"--- miltertest stdout ---\n{stdout}\n--- miltertest stderr ---\n{stderr}\n"
                 f"--- opendkim log ---\n{self.log_text()}\n"
+                f"RequireSafeKeys={'yes' if self.require_safe_keys else 'no'} ({self.safe_keys_note})\n"
+                f"key files: {self._key_report()}\n"
+                f"(a tempfail 't' at eoh usually means the key could not be loaded: missing,"
+                f" unsafe permissions, or not a PEM private key; OpenDKIM only logs the"
+                f" reason to syslog)\n"
                 f"--- KeyTable {self.key_table} ---\n{_safe_read(self.key_table)}\n"
                 f"--- SigningTable {self.signing_table} ---\n{_safe_read(self.signing_table)}"
             )
@@ -280,7 +324,7 @@ class OpenDkimSigner:
             "local function cont(what, conn)",
             "  local r = mt.getreply(conn)",
             "  if r ~= SMFIR_CONTINUE then",
-            "    error(what .. ': filter replied ' .. string.format('%q (%s)', string.char(r), tostring(r))"
+            "    error(what .. ': filter replied ' .. string.format('%q (%d)', string.char(r), r)"
             " .. ' instead of continue')",
             "  end",
             "end",
@@ -309,7 +353,7 @@ class OpenDkimSigner:
             lines.append("cont('body', conn)")
         lines += [
             "ok('eom', mt.eom(conn))",
-            f"mt.echo({L(_REPLY_PREFIX)} .. tostring(mt.getreply(conn)))",
+            f"mt.echo({L(_REPLY_PREFIX)} .. string.format('%d', mt.getreply(conn)))",
             f"mt.echo({L(_INSERTED_PREFIX)} .. tostring(mt.eom_check(conn, MT_HDRINSERT, 'DKIM-Signature')"
             " or mt.eom_check(conn, MT_HDRADD, 'DKIM-Signature')))",
             "local n = 0",
@@ -322,7 +366,7 @@ class OpenDkimSigner:
             "mt.disconnect(conn)",
             "end",
             # miltertest swallows Lua errors silently: report them ourselves.
-            "local okay, err = xpcall(main, debug.traceback)",
+            "local okay, err = pcall(main)",
             "if not okay then",
             f"  mt.echo({L(_ERROR_PREFIX)} .. string.gsub(tostring(err), '\\n', ' | '))",
             "  os.exit(3)",
@@ -335,6 +379,75 @@ class OpenDkimSigner:
         return f"<OpenDkimSigner {self.socket_spec} {self.signature_algorithm} {state}>"
 
 
+    def _key_report(self) -> str:
+        parts = []
+        for key in self.key_files:
+            try:
+                st = key.stat()
+                desc = f"mode {stat.S_IMODE(st.st_mode):04o} uid {st.st_uid}"
+            except OSError as exc:
+                desc = f"unreadable: {exc}"
+            parts.append(f"{key} ({desc})")
+        return ", ".join(parts) or "<none found in KeyTable>"
+
+
+def key_files_from_table(key_table: Path, base: Optional[Path] = None) -> list[Path]:
+    """Key file paths referenced by a ``file:`` KeyTable (inline keys skipped)."""
+    base = base or key_table.parent
+    out: list[Path] = []
+    for raw in key_table.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split(None, 1)
+        if len(fields) != 2:
+            continue
+        parts = fields[1].split(":", 2)
+        if len(parts) != 3:
+            continue
+        keydata = parts[2].strip()
+        if keydata.startswith("/"):
+            out.append(Path(keydata))
+        elif keydata.startswith(("./", "../")):
+            out.append((base / keydata).resolve())
+    return out
+
+
+def key_path_issues(path: Path) -> tuple[list[str], list[str]]:
+    """Mirror OpenDKIM's ``dkimf_securefile`` walk (simplified).
+
+    Returns ``(file_issues, ancestor_issues)``; ancestor issues caused only
+    by a world-writable *sticky* directory end in ``"(sticky)"``.
+    """
+    me = os.geteuid()
+    file_issues: list[str] = []
+    ancestors: list[str] = []
+    try:
+        real = Path(os.path.realpath(path))
+        st = real.stat()
+    except OSError as exc:
+        return [f"{path}: {exc}"], []
+    if st.st_uid not in (me, 0):
+        file_issues.append(f"{real} owned by uid {st.st_uid}")
+    if st.st_mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH):
+        file_issues.append(f"{real} mode {stat.S_IMODE(st.st_mode):04o} is group/other accessible")
+    for d in [Path("/"), *reversed(real.parents[:-1])]:
+        try:
+            dst = d.stat()
+        except OSError as exc:
+            ancestors.append(f"{d}: {exc}")
+            break
+        mode = dst.st_mode
+        if mode & (stat.S_IWOTH | stat.S_IWGRP):
+            sticky = " (sticky)" if mode & stat.S_ISVTX and mode & stat.S_IWOTH else ""
+            ancestors.append(f"{d} mode {stat.S_IMODE(mode):04o} is group/other writable{sticky}")
+        elif mode & stat.S_IWUSR and dst.st_uid not in (me, 0):
+            ancestors.append(f"{d} writable by uid {dst.st_uid}")
+        if not mode & (stat.S_IXGRP | stat.S_IXOTH):
+            break  # nobody else can traverse below here: OpenDKIM stops too
+    return file_issues, ancestors
+
+
 def _safe_read(path: Path) -> str:
     try:
         return path.read_text()
@@ -342,4 +455,4 @@ def _safe_read(path: Path) -> str:
         return f"<unreadable: {exc}>"
 
 
-__all__ = ["OpenDkimSigner", "OpenDkimError", "lua_string"]
+__all__ = ["OpenDkimSigner", "OpenDkimError", "lua_string", "key_files_from_table", "key_path_issues"]

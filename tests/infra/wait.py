@@ -189,8 +189,15 @@ class ManagedProcess:
             text = "...\n" + text[-tail:]
         return text
 
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
-        """Terminate (then kill) the daemon and reap it. Safe to call twice."""
+    def stop(self, timeout: float = 10.0,
+             wake: Optional[Callable[[], object]] = None) -> Optional[int]:
+        """Terminate (then kill) the daemon and reap it. Safe to call twice.
+
+        ``wake`` (if given) is called repeatedly after SIGTERM until the
+        daemon exits, for daemons that only notice the signal when their
+        accept loop wakes up (libmilter polls in 5 s slices; a connection
+        wakes it at once).
+        """
         proc = self.proc
         if proc is None:
             return None
@@ -198,14 +205,28 @@ class ManagedProcess:
             if proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
+                    if wake is None:
+                        proc.wait(timeout=timeout)
+                    else:
+                        wait_until(lambda: self._woken_exit(wake), timeout=timeout,
+                                   interval=0.05, what=f"{self.name} to exit after SIGTERM")
+                except (subprocess.TimeoutExpired, TimeoutError):
                     self._signal_group(signal.SIGKILL)
                     proc.wait(timeout=timeout)
             return proc.returncode
         finally:
             with _live_lock:
                 _live.discard(self)
+
+    def _woken_exit(self, wake: Callable[[], object]) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            return True
+        try:
+            wake()
+        except Exception:
+            pass
+        return self.proc.poll() is not None
 
     def _signal_group(self, sig: int) -> None:
         assert self.proc is not None
