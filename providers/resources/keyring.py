@@ -14,9 +14,9 @@ from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
-from pulumi.runtime import rpc
 
 from keys import clock, keygen, selector as selectors
+from providers.resources.unknowns import is_known
 
 
 def _new_key(props: dict[str, Any], taken: set[str]) -> tuple[dict[str, Any], str]:
@@ -59,7 +59,7 @@ class KeyRingProvider(dynamic.ResourceProvider):
         replaces = [k for k in ("domain", "slot") if olds.get(k) != news.get(k)]
         watched = ("algorithm", "imported_key")
         changed = any(olds.get(k) != news.get(k) for k in watched)
-        if any(news.get(k) == rpc.UNKNOWN for k in watched):
+        if not all(is_known(news.get(k)) for k in watched):
             changed = True
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=False)

@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
-from pulumi.runtime import rpc
 
+from providers.resources.unknowns import is_known
 from providers.signers.base import SigningKey
 from providers.signers.factory import make_layout, make_transport
 from providers.signers.sync import digest_matches, inspect, sync, wanted_digest
@@ -59,9 +59,7 @@ class SignerHostProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         replaces = ["signer_name"] if olds.get("signer_name") != news.get("signer_name") else []
-        if news.get("keys") == rpc.UNKNOWN or news.get("settings") == rpc.UNKNOWN:
-            return dynamic.DiffResult(changes=True, replaces=replaces)
-        if any(item == rpc.UNKNOWN or rpc.UNKNOWN in item.values() for item in news.get("keys") or []):
+        if not is_known(news.get("keys")) or not is_known(news.get("settings")):
             return dynamic.DiffResult(changes=True, replaces=replaces)
         current = olds.get("files") or {}
         wanted = _wanted(news)
@@ -88,11 +86,16 @@ class SignerHostProvider(dynamic.ResourceProvider):
         return dynamic.ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        name, settings = props["signer_name"], props["settings"]
-        transport = make_transport(name, settings)
+        """Remove every file dkimroll put on the host (tables included), then reload once."""
+        transport = make_transport(props["signer_name"], props["settings"])
         try:
-            sync(transport, make_layout(name, settings), [], list((props.get("files") or {}).keys()),
-                 settings.get("reload"))
+            existing = [path for path, digest in inspect(transport, list(props.get("files") or {})).items()
+                        if digest is not None]
+            for path in existing:
+                transport.remove(path)
+            reload = props["settings"].get("reload")
+            if existing and reload:
+                transport.run(reload)
         finally:
             transport.close()
 

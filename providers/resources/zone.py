@@ -14,23 +14,13 @@ from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
-from pulumi.runtime import rpc
 
 from providers.dns.base import TxtRecord
 from providers.dns.factory import make_dns_backend
 from providers.errors import DkimrollError
+from providers.resources.unknowns import is_known
 
 _IDENTITY = ("target_name", "zone")
-
-
-def _known(value: Any) -> bool:
-    if value == rpc.UNKNOWN:
-        return False
-    if isinstance(value, dict):
-        return all(_known(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_known(v) for v in value)
-    return True
 
 
 def _records(props: dict[str, Any]) -> set[TxtRecord]:
@@ -47,7 +37,7 @@ class DnsZoneProvider(dynamic.ResourceProvider):
     serialize_as_secret_always = False
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        if not _known(news.get("target")) or not _known(news.get("records")):
+        if not is_known(news.get("target")) or not is_known(news.get("records")):
             return dynamic.CheckResult(news, [])
         try:
             backend = make_dns_backend(news["target_name"], news["target"])
@@ -62,7 +52,7 @@ class DnsZoneProvider(dynamic.ResourceProvider):
         replaces = [key for key in _IDENTITY if olds.get(key) != news.get(key)]
         if _public_settings(olds).get("type") != _public_settings(news).get("type"):
             replaces.append("target")
-        if not _known(news.get("records")):
+        if not is_known(news.get("records")):
             return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         changed = _records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,

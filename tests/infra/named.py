@@ -281,8 +281,16 @@ class NamedServer:
             return None
 
         pending = set(self.zone_files)
+        control_line = f"command channel listening on {LOOPBACK}#{self.control_port}"
 
         def all_answer() -> bool:
+            log = proc.log_text()
+            # "running" is logged only after every listener (DNS port and
+            # rndc control channel) was set up; a named that lost a port race
+            # exits or logs a bind error instead -- so an answer we get below
+            # cannot come from some foreign server holding "our" port.
+            if control_line not in log or not re.search(r" running\r?$", log, re.M):
+                return False
             for zone in sorted(pending):
                 if self.soa_serial(zone, timeout=0.5) is None:
                     return False
@@ -291,7 +299,8 @@ class NamedServer:
 
         wait_until(
             all_answer, timeout=timeout, interval=0.05,
-            what=f"named on {LOOPBACK}:{self.port} to serve SOA for {sorted(self.zone_files)}",
+            what=(f"named on {LOOPBACK}:{self.port} to open its control channel and "
+                  f"serve SOA for {sorted(self.zone_files)}"),
             abort_if=abort, details=lambda: proc.log_text(tail=8000),
         )
 

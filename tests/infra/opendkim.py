@@ -24,8 +24,10 @@ refuses them exactly as in production.  ``signer.safe_keys_note`` says why.
 Put the keys in a 0700 directory with 0600 files.
 
 Signing failures raise :class:`OpenDkimError` with miltertest's output, the
-filter's reply, and a key-file report (OpenDKIM itself only logs to syslog,
-which is usually absent in containers).
+filter's reply, and a key-file report.  OpenDKIM logs per-message reasons
+(e.g. "key data is not secure") only via syslog, which is absent in this
+container, so ``log_text()`` holds just the daemon's stdout/stderr (startup
+and configuration errors).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class OpenDkimSigner:
         extra_config: Optional[dict[str, str]] = None,
         start_timeout: float = 20.0,
         sign_timeout: float = 20.0,
+        transport: str = "unix",
     ) -> None:
         if signature_algorithm not in SIGNATURE_ALGORITHMS:
             raise ValueError(f"unsupported signature_algorithm {signature_algorithm!r}")
@@ -118,14 +121,30 @@ class OpenDkimSigner:
         self.sign_timeout = sign_timeout
         self.conf_path = self.workdir / "opendkim.conf"
         self.log_path = self.workdir / "opendkim.log"
+        if transport not in ("unix", "inet"):
+            raise ValueError("transport must be 'unix' or 'inet'")
+        # "unix" (default): a socket in a private 0700 directory -- no port
+        # races, and nothing but *our* opendkim can be listening there.
+        self.transport = transport
         self.address = LOOPBACK
         self.port = 0
+        self._short_dir: Optional[Path] = None
+        self.socket_path: Optional[Path] = None
+        if transport == "unix":
+            candidate = self.workdir / "milter.sock"
+            if len(str(candidate)) > 100:  # sun_path is 108 bytes
+                self._short_dir = Path(tempfile.mkdtemp(prefix="odk-"))
+                os.chmod(self._short_dir, 0o700)
+                candidate = self._short_dir / "milter.sock"
+            self.socket_path = candidate
         self._proc: Optional[ManagedProcess] = None
         self._counter = 0
 
     # ------------------------------------------------------------ config
     @property
     def socket_spec(self) -> str:
+        if self.socket_path is not None:
+            return f"local:{self.socket_path}"
         return f"inet:{self.port}@{self.address}"
 
     def _render_conf(self) -> str:
@@ -176,7 +195,10 @@ class OpenDkimSigner:
             raise OpenDkimError("opendkim already started")
         last_err: Optional[BaseException] = None
         for _attempt in range(3):  # retry only when the port was stolen
-            self.port = free_port()
+            if self.socket_path is None:
+                self.port = free_port()
+            else:
+                self.socket_path.unlink(missing_ok=True)
             self.conf_path.write_text(self._render_conf())
             os.chmod(self.conf_path, 0o600)
             check = subprocess.run([OPENDKIM, "-n", "-x", str(self.conf_path)],
@@ -203,22 +225,50 @@ class OpenDkimSigner:
                 proc.stop()
                 self._proc = None
                 last_err = exc
-                if isinstance(exc, RuntimeError) and "address already in use" in log:
+                # opendkim only says "smfi_opensocket() failed" when the port
+                # was taken between free_port() and its bind(): retry
+                if self.socket_path is None and isinstance(exc, RuntimeError) and (
+                    "smfi_opensocket() failed" in log or "address already in use" in log
+                ):
                     continue
                 raise
         raise OpenDkimError(f"opendkim could not bind a port after retries: {last_err}")
 
     def _accepts(self) -> bool:
         try:
-            with socket.create_connection((self.address, self.port), timeout=0.5):
+            if self.socket_path is not None:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.5)
+                    s.connect(str(self.socket_path))
                 return True
+            with socket.create_connection((self.address, self.port), timeout=0.5):
+                pass
         except OSError:
             return False
+        # inet: a foreign listener could hold the port; make sure ours is alive
+        return self._proc is not None and self._proc.is_running()
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.stop(wake=self._accepts)
+        proc = self._proc
+        try:
+            if proc is not None:
+                proc.stop(wake=self._poke)
+        finally:
+            self._proc = None
+            if self._short_dir is not None:
+                shutil.rmtree(self._short_dir, ignore_errors=True)
+
+    def _poke(self) -> None:
+        """Connect once: wakes libmilter's accept loop so it sees SIGTERM."""
+        try:
+            if self.socket_path is not None:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.5)
+                    s.connect(str(self.socket_path))
+            else:
+                socket.create_connection((self.address, self.port), timeout=0.5).close()
+        except OSError:
+            pass
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.is_running()

@@ -6,7 +6,6 @@ the inline program, exactly as `make up` does.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,11 +74,6 @@ class StackProject:
     def outputs(self) -> dict[str, Any]:
         stack = engine.open_stack(self.stack, self.root)
         return {k: v.value for k, v in stack.outputs().items()}
-
-    def state_text(self) -> str:
-        """The stack's checkpoint as stored by the backend (secrets encrypted)."""
-        stack = engine.open_stack(self.stack, self.root)
-        return json.dumps(stack.export_stack().deployment)
 
     def raw_state_files(self) -> list[Path]:
         return [p for p in (self.root / ".state" / "backend").rglob("*") if p.is_file()]

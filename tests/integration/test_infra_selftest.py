@@ -259,3 +259,24 @@ def test_named_fails_fast_on_broken_zone(tmp_path):
     with pytest.raises(RuntimeError, match="zone failed to load"):
         server.start()
     assert not server.is_running()
+
+
+def test_require_safe_keys_only_relaxed_for_sticky_ancestors(world, tmp_path, rsa_signer):
+    # the shared signer either kept OpenDKIM's check, or relaxed it solely
+    # because an ancestor such as /tmp is world-writable+sticky
+    assert rsa_signer.require_safe_keys or "sticky" in rsa_signer.safe_keys_note, \
+        rsa_signer.safe_keys_note
+
+    # a group/world-readable key keeps the check on and OpenDKIM refuses it
+    _, keys, _ = world
+    os.chmod(tmp_path, 0o700)
+    loose = tmp_path / "loose.pem"
+    loose.write_bytes(keys.rsa_pem.read_bytes())
+    os.chmod(loose, 0o644)
+    kt = _write_private(tmp_path / "KeyTable", f"k {DOMAIN}:{RSA_SELECTOR}:{loose}\n")
+    st = _write_private(tmp_path / "SigningTable", f"*@{DOMAIN} k\n")
+    with OpenDkimSigner(tmp_path, kt, st) as signer:
+        assert signer.require_safe_keys is True
+        assert "not owner-only" in signer.safe_keys_note
+        with pytest.raises(OpenDkimError, match="did not sign"):
+            signer.sign(f"user@{DOMAIN}", "rcpt@example.net", "s", "Hello\n")
