@@ -173,7 +173,10 @@ class DomainConfig(_Strict):
         items = (value,) if isinstance(value, str) else tuple(value)
         if not items:
             raise ValueError("list at least one algorithm")
-        specs = [keygen.parse_algorithm(item) for item in items]
+        try:
+            specs = [keygen.parse_algorithm(item) for item in items]
+        except ConfigError as exc:
+            raise ValueError(exc.problem) from None
         types = [spec.key_type for spec in specs]
         if len(set(types)) != len(types):
             raise ValueError("list at most one RSA size and at most one ed25519")

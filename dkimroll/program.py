@@ -17,6 +17,7 @@ import pulumi
 from dkimroll import plan
 from dkimroll.config import NAMESPACE, StackConfig, parse_stack_config
 from keys import record as dkim_record
+from providers.errors import DkimrollError
 from keys import render
 from providers.resources.keyring import KeyRing
 from providers.resources.signer_host import SignerHost
@@ -127,7 +128,11 @@ def _exported_record(target: str, zone: str, item: dict[str, Any]) -> dict[str, 
 
 def run() -> None:
     """Declare the whole stack. Called by `__main__.py` and by the Automation API."""
-    config = read_stack_config()
+    try:
+        config = read_stack_config()
+    except DkimrollError as exc:
+        # RunError reports the message alone: no traceback, nothing declared, nothing changed.
+        raise pulumi.RunError(str(exc)) from None
     for warning in plan.weak_algorithms(config):
         pulumi.log.warn(warning)
 

@@ -39,7 +39,6 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring

@@ -1,13 +1,23 @@
-"""Bounded polling: the only sanctioned way for tests to wait for something.
+"""Bounded polling and daemon lifecycle for the integration harness.
 
-``time.sleep`` is used here solely as the pause *between* checks of a real
-condition, never as synchronisation by itself.
+* :func:`wait_until` -- the only sanctioned way for tests to wait for
+  something; ``time.sleep`` is used solely as the pause *between* checks of
+  a real condition, never as synchronisation by itself.
+* :class:`ManagedProcess` -- a foreground daemon that cannot outlive the test
+  run (used by ``named.py`` and ``opendkim.py``).
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import os
+import signal
+import subprocess
+import threading
 import time
-from typing import Callable, Optional, TypeVar
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -72,19 +82,10 @@ def wait_until(
         time.sleep(min(interval, remaining))
 
 
-
 # ---------------------------------------------------------------------------
 # Daemon lifecycle shared by the named / opendkim harnesses.
 # ---------------------------------------------------------------------------
 
-import atexit  # noqa: E402
-import ctypes  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Mapping, Sequence  # noqa: E402
 
 _PR_SET_PDEATHSIG = 1
 _live: "set[ManagedProcess]" = set()
