@@ -1,17 +1,28 @@
 """Suite-wide set-up: a private base directory for temporary files.
 
-pytest's basetemp (.test-work/tmp, see pyproject.toml) lives inside the
-repository rather than /tmp because OpenDKIM, and dkimroll like it, refuse
-private keys below a world-writable directory such as /tmp.
+OpenDKIM, and dkimroll like it, refuse private keys below a group- or
+world-writable directory such as /tmp, so pytest's basetemp defaults to a
+directory under the user's cache (~/.cache/dkimroll/test-work/<checkout>),
+whose parents are private. Pass --basetemp to override (e.g. for parallel runs).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
-WORK = Path(__file__).resolve().parent.parent / ".test-work"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_basetemp() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    return cache / "dkimroll" / "test-work" / checkout / "tmp"
 
 
 def pytest_configure(config) -> None:
-    WORK.mkdir(mode=0o700, exist_ok=True)
-    WORK.chmod(0o700)
+    if config.option.basetemp is None:
+        base = default_basetemp()
+        base.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config.option.basetemp = str(base)
