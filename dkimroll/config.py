@@ -96,38 +96,96 @@ class ManualTargetConfig(_Target):
     export_dir: str | None = None
 
 
+class Rfc2136TargetConfig(_Target):
+    type: Literal["rfc2136"]
+    server: str
+    port: int = Field(default=53, ge=1, le=65535)
+    tsig_name: str | None = None
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1",
+                            "hmac-md5"] = "hmac-sha256"
+    tsig_secret: str | None = Field(default=None, repr=False)  # a stack secret
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tsig_pair(self) -> "Rfc2136TargetConfig":
+        if self.tsig_secret and not self.tsig_name:
+            raise ValueError("tsig_secret needs tsig_name")
+        return self
+
+
+class Route53TargetConfig(_Target):
+    type: Literal["route53"]
+    profile: str | None = None
+    region: str | None = None
+    hosted_zone_id: str | None = None
+    private_zone: bool = False
+    endpoint_url: str | None = None
+    wait_timeout: float = Field(default=300.0, gt=0)
+
+
+class GoDaddyTargetConfig(_Target):
+    type: Literal["godaddy"]
+    environment: Literal["production", "ote"] = "production"
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)  # a stack secret, or GODADDY_API_KEY
+    api_secret: str | None = Field(default=None, repr=False)  # a stack secret, or GODADDY_API_SECRET
+    pace_seconds: float = Field(default=1.0, ge=0)
+
+
 DnsTargetConfig = Annotated[
-    Union[BindFileTargetConfig, ManualTargetConfig],
+    Union[BindFileTargetConfig, ManualTargetConfig, Rfc2136TargetConfig, Route53TargetConfig,
+          GoDaddyTargetConfig],
     Field(discriminator="type"),
 ]
-DNS_TYPES = ("bind-file", "manual")
+DNS_TYPES = ("bind-file", "manual", "rfc2136", "route53", "godaddy")
+# Settings that are secrets: passed to resources as Pulumi secrets, never printed.
+SECRET_SETTINGS = frozenset({"tsig_secret", "api_key", "api_secret", "passphrase"})
 
 # --- signer hosts ----------------------------------------------------------
 
 _MODE = re.compile(r"^0?[0-7]{3}$")
 
 
+SOFTWARE_DEFAULTS = {
+    # software: (key_dir, table_dir, group, mode) on a real host
+    "opendkim": ("/etc/opendkim/keys", "/etc/opendkim", None, "0600"),
+    "rspamd": ("/var/lib/rspamd/dkim", "/etc/rspamd/local.d", "_rspamd", "0640"),
+    "exim": ("/etc/exim4/dkim", "/etc/exim4", "Debian-exim", "0640"),
+}
+
+
 class _Signer(_Strict):
-    software: Literal["opendkim"] = "opendkim"
+    software: Literal["opendkim", "rspamd", "exim"] = "opendkim"
     key_dir: str | None = None
     table_dir: str | None = None
     owner: str | None = None
     group: str | None = None
-    mode: str = "0600"
+    mode: str | None = None
     reload: str | None = None
 
     @field_validator("mode")
     @classmethod
-    def _octal(cls, value: str) -> str:
+    def _octal(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         if not _MODE.match(value):
             raise ValueError(f"{value!r} is not an octal file mode such as \"0600\" or \"0640\"")
         if int(value, 8) & 0o007:
             raise ValueError(f"{value} gives others access to private keys; use 0600 or 0640")
         return value
 
-    @property
-    def key_mode(self) -> int:
-        return int(self.mode, 8)
+    def layout_settings(self, key_dir: str, table_dir: str) -> dict[str, Any]:
+        """Settings for the layout, with the software's defaults filled in."""
+        _key_dir, _table_dir, group, mode = SOFTWARE_DEFAULTS[self.software]
+        return {
+            "software": self.software,
+            "key_dir": key_dir,
+            "table_dir": table_dir,
+            "owner": self.owner,
+            "group": self.group if self.group is not None else group,
+            "mode": self.mode or mode,
+            "reload": self.reload,
+        }
 
 
 class LocalSignerConfig(_Signer):
@@ -142,8 +200,34 @@ class LocalSignerConfig(_Signer):
         return os.path.normpath(key_dir), os.path.normpath(table_dir)
 
 
-SignerConfig = Annotated[Union[LocalSignerConfig], Field(discriminator="transport")]
-SIGNER_TRANSPORTS = ("local",)
+class SshSignerConfig(_Signer):
+    transport: Literal["ssh"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    known_hosts: str | None = "~/.ssh/known_hosts"
+    host_key_fingerprint: str | None = None  # "SHA256:…", pins the host key instead of known_hosts
+    identity_file: str | None = None
+    passphrase: str | None = Field(default=None, repr=False)  # a stack secret
+    use_agent: bool = True
+    sudo: bool = False
+    timeout: float = Field(default=30.0, gt=0)
+
+    def resolved_dirs(self, base: str) -> tuple[str, str]:
+        """Absolute paths on the host, defaulting to the software's usual places."""
+        key_dir, table_dir, _group, _mode = SOFTWARE_DEFAULTS[self.software]
+        return self.key_dir or key_dir, self.table_dir or table_dir
+
+    @field_validator("key_dir", "table_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path on the host")
+        return value
+
+
+SignerConfig = Annotated[Union[LocalSignerConfig, SshSignerConfig], Field(discriminator="transport")]
+SIGNER_TRANSPORTS = ("local", "ssh")
 
 # --- domains ---------------------------------------------------------------
 

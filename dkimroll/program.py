@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 
 from dkimroll import plan
-from dkimroll.config import NAMESPACE, StackConfig, parse_stack_config
+from dkimroll.config import NAMESPACE, SECRET_SETTINGS, StackConfig, parse_stack_config
 from keys import record as dkim_record
 from providers.errors import DkimrollError
 from keys import render
@@ -97,21 +97,30 @@ def project_dir() -> str:
     return os.environ.get("DKIMROLL_PROJECT_DIR") or os.getcwd()
 
 
-def _signer_settings(config: StackConfig, name: str) -> dict[str, Any]:
-    signer = config.signers[name]
-    settings = signer.model_dump(mode="json")
-    key_dir, table_dir = signer.resolved_dirs(project_dir())
-    settings.update(key_dir=key_dir, table_dir=table_dir)
-    settings.pop("root", None)
+_LAYOUT_KEYS = {"root", "software", "key_dir", "table_dir", "owner", "group", "mode", "reload"}
+
+
+def _as_input(settings: dict[str, Any]) -> pulumi.Input[dict]:
+    """Settings carrying credentials travel as Pulumi secrets (encrypted in state, masked in output)."""
+    if any(settings.get(key) for key in SECRET_SETTINGS):
+        return pulumi.Output.secret(settings)
     return settings
 
 
-def _target_settings(config: StackConfig, name: str) -> dict[str, Any]:
+def _signer_settings(config: StackConfig, name: str) -> pulumi.Input[dict]:
+    signer = config.signers[name]
+    key_dir, table_dir = signer.resolved_dirs(project_dir())
+    settings = signer.model_dump(mode="json", exclude=_LAYOUT_KEYS)
+    settings.update(signer.layout_settings(key_dir, table_dir))
+    return _as_input(settings)
+
+
+def _target_settings(config: StackConfig, name: str) -> pulumi.Input[dict]:
     settings = config.dns[name].model_dump(mode="json")
     for key in ("zone_dir", "export_dir"):
         if settings.get(key):
             settings[key] = os.path.normpath(os.path.join(project_dir(), settings[key]))
-    return settings
+    return _as_input(settings)
 
 
 def _exported_record(target: str, zone: str, item: dict[str, Any]) -> dict[str, Any]:

@@ -27,4 +27,39 @@ def make_dns_backend(target_name: str, settings: dict[str, Any]) -> DnsBackend:
         from providers.dns.manual import ManualTarget
 
         return ManualTarget(name=target_name, export_dir=settings.get("export_dir"))
+    if kind == "rfc2136":
+        from providers.dns.rfc2136 import Rfc2136Target
+
+        return Rfc2136Target(
+            name=target_name,
+            server=settings["server"],
+            port=int(settings.get("port") or 53),
+            tsig_name=settings.get("tsig_name"),
+            tsig_secret=settings.get("tsig_secret"),
+            tsig_algorithm=settings.get("tsig_algorithm") or "hmac-sha256",
+            timeout=float(settings.get("timeout") or 10.0),
+        )
+    if kind == "route53":
+        from providers.dns.route53 import Route53Target
+
+        return Route53Target(
+            name=target_name,
+            profile=settings.get("profile"),
+            region=settings.get("region"),
+            hosted_zone_id=settings.get("hosted_zone_id"),
+            private_zone=bool(settings.get("private_zone")),
+            endpoint_url=settings.get("endpoint_url"),
+            wait_timeout=float(settings.get("wait_timeout") or 300.0),
+        )
+    if kind == "godaddy":
+        from providers.dns.godaddy import GoDaddyTarget
+
+        return GoDaddyTarget(
+            name=target_name,
+            api_key=settings.get("api_key"),
+            api_secret=settings.get("api_secret"),
+            environment=settings.get("environment") or "production",
+            base_url=settings.get("base_url"),
+            pace_seconds=float(settings.get("pace_seconds", 1.0)),
+        )
     raise ConfigError(f"dkimroll:dns.{target_name}.type", f"unknown DNS target type {kind!r}")

@@ -110,11 +110,11 @@ class SignerHost(dynamic.Resource, module="dkimroll", name="SignerHost"):
         resource_name: str,
         *,
         signer_name: str,
-        settings: dict[str, Any],
+        settings: pulumi.Input[dict],
         keys: pulumi.Input[list],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["keys"]))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["keys", "settings"]))
         super().__init__(
             SignerHostProvider(),
             resource_name,

@@ -96,6 +96,7 @@ class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
         records: pulumi.Input[list],
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["target"]))
         super().__init__(
             DnsZoneProvider(),
             resource_name,

@@ -11,7 +11,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
-import dns.rcode
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa

@@ -2,12 +2,9 @@
 
 Where the files go: OpenDKIM refuses a key when any directory above it can be
 written by other users, sticky bit or not (dkimf_securefile() in opendkim.c),
-and dkimroll refuses the same. pytest's default tmp_path lives under /tmp
-(mode 1777), so it can never hold keys. The `root` fixture therefore does not
-use tmp_path: it makes a fresh 0700 directory under `<repo>/.test-work/`
-(gitignored; the project's pytest basetemp lives there too), after making sure
-that .test-work and every directory above it is not group/world writable, and
-removes it afterwards.
+and dkimroll refuses the same. pytest's stock tmp_path lives under /tmp (mode
+1777), so tests/conftest.py moves the suite's basetemp under the user's cache;
+the `root` fixture asserts that every directory above it is safe.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from providers.signers.sync import (
     wanted_digest,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 UNSAFE = stat.S_IWGRP | stat.S_IWOTH
 ME = pwd.getpwuid(os.geteuid()).pw_name
 MY_GROUP = grp.getgrgid(os.getegid()).gr_name
@@ -49,17 +45,10 @@ def _tree_is_safe(path: Path) -> bool:
 
 
 @pytest.fixture
-def root():
-    base = REPO / ".test-work"
-    base.mkdir(mode=0o700, exist_ok=True)
-    if base.stat().st_mode & UNSAFE:
-        base.chmod(stat.S_IMODE(base.stat().st_mode) & ~UNSAFE)
-    assert _tree_is_safe(base), f"{base} or a directory above it is group/world writable"
-    work = Path(tempfile.mkdtemp(prefix="local-signer-", dir=base))  # mode 0700
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def root(tmp_path):
+    """tmp_path lives under the suite's safe basetemp (see tests/conftest.py)."""
+    assert _tree_is_safe(tmp_path), f"{tmp_path} or a directory above it is group/world writable"
+    return tmp_path
 
 
 def _pem(private_key) -> str:
