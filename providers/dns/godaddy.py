@@ -450,7 +450,7 @@ class GoDaddyTarget:
                 "and the key must belong to the account holding the domain. Publish this zone through another "
                 f"target (e.g. delegate _domainkey.{zone} to Route53 or an RFC 2136 server) or use a manual target"
             )
-        elif reply.status == 404 and reply.method != "DELETE" or code == "UNKNOWN_DOMAIN":
+        elif (reply.status == 404 and reply.method != "DELETE") or code == "UNKNOWN_DOMAIN":
             detail = (
                 f"GoDaddy does not know domain {zone} in this account ({reply.status} {code or 'NOT_FOUND'}: "
                 f"{reply.message}): check the zone name, that the domain belongs to the account of this API "

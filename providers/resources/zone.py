@@ -44,7 +44,7 @@ class DnsZoneProvider(dynamic.ResourceProvider):
             problems = backend.check(news["zone"], sorted(_records(news)))
         except DkimrollError as exc:
             problems = [str(exc)]
-        failures = [dynamic.CheckFailure("records", f"dns target '{news['target_name']}', zone {news['zone']}: {p}")
+        failures = [dynamic.CheckFailure("", f"dns target '{news['target_name']}', zone {news['zone']}: {p}")
                     for p in problems]
         return dynamic.CheckResult(news, failures)
 

@@ -71,7 +71,7 @@ class _State:
     window_start: float = 0.0
     window_count: int = 0
     pending_conflicts: int = 0
-    canned: list[tuple[int, dict, dict]] = field(default_factory=list)
+    canned: list[tuple[str | None, int, dict, dict]] = field(default_factory=list)
 
 
 class _Server(ThreadingHTTPServer):
@@ -200,11 +200,18 @@ class GoDaddyServer:
             self._state.window_start = self._state.clock
             self._state.window_count = 0
 
-    def fail_next(self, status: int, body: dict | None = None, headers: dict | None = None, count: int = 1) -> None:
-        """The next `count` authenticated requests get this answer instead of being served."""
+    def fail_next(
+        self,
+        status: int,
+        body: dict | None = None,
+        headers: dict | None = None,
+        count: int = 1,
+        method: str | None = None,
+    ) -> None:
+        """The next `count` authenticated requests (of `method`, if given) get this answer instead."""
         with self._lock:
             for _ in range(count):
-                self._state.canned.append((status, dict(body or {}), dict(headers or {})))
+                self._state.canned.append((method, status, dict(body or {}), dict(headers or {})))
 
     # -- request handling (called from handler threads)
 
@@ -241,9 +248,10 @@ class GoDaddyServer:
                 return 429, body, ({"Retry-After": str(wait)} if self.retry_after_header else {})
             st.window_count += 1
 
-        if st.canned:
-            status, body, extra = st.canned.pop(0)
-            return status, body, extra
+        for i, (only, status, body, extra) in enumerate(st.canned):
+            if only is None or only == method:
+                del st.canned[i]
+                return status, body, extra
         if st.pending_conflicts > 0:
             st.pending_conflicts -= 1
             return _err(409, "CONFLICT", "Another change to this domain is still being processed")
