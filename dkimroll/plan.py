@@ -28,6 +28,7 @@ class Slot:
     ttl: int
     testing: bool
     sign_for: tuple[str, ...]
+    retain_seconds: int  # how long a withdrawn record stays published
 
     @property
     def resource_name(self) -> str:
@@ -61,6 +62,7 @@ def slots(config: StackConfig) -> list[Slot]:
                         ttl=spec.ttl,
                         testing=spec.testing,
                         sign_for=spec.sign_for,
+                        retain_seconds=int(config.rotation_for(domain).retain.total_seconds()),
                     )
                 )
     return result

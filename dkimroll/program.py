@@ -62,7 +62,7 @@ def _record(slot: plan.Slot, key: dict[str, Any]) -> dict[str, Any]:
         dkim_record.DkimRecord(k=key["key_type"], p=key["p"], t=("y",) if slot.testing else ())
     )
     name = f"{key['selector']}._domainkey.{slot.domain}"
-    return {"name": name, "value": value, "ttl": slot.ttl}
+    return {"name": name, "value": value, "ttl": slot.ttl, "retain": slot.retain_seconds}
 
 
 def _zone_records(slots: list[plan.Slot], rings: dict[plan.Slot, KeyRing]) -> pulumi.Output[list]:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
+from keys import clock, retention
 from providers.dns.base import TxtRecord
 from providers.dns.factory import make_dns_backend
 from providers.errors import DkimrollError
@@ -23,8 +24,12 @@ from providers.resources.unknowns import is_known
 _IDENTITY = ("target_name", "zone")
 
 
+def _as_records(items: Any) -> set[TxtRecord]:
+    return {TxtRecord.from_dict(item) for item in items or []}
+
+
 def _records(props: dict[str, Any]) -> set[TxtRecord]:
-    return {TxtRecord.from_dict(item) for item in props.get("records") or []}
+    return _as_records(props.get("records"))
 
 
 def _public_settings(props: dict[str, Any]) -> dict[str, Any]:
@@ -54,37 +59,45 @@ class DnsZoneProvider(dynamic.ResourceProvider):
             replaces.append("target")
         if not is_known(news.get("records")):
             return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
-        changed = _records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
+        changed = (_records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
+                   or retention.has_expired(olds.get("retiring") or [], clock.now()))
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=bool(replaces))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         backend = make_dns_backend(props["target_name"], props["target"])
         backend.apply(props["zone"], sorted(_records(props)), [])
-        return dynamic.CreateResult(f"{props['target_name']}/{props['zone']}", dict(props))
+        outs = {**props, "retiring": []}
+        return dynamic.CreateResult(f"{props['target_name']}/{props['zone']}", outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         backend = make_dns_backend(news["target_name"], news["target"])
-        old, new = _records(olds), _records(news)
-        backend.apply(news["zone"], sorted(new - old), sorted(old - new))
-        return dynamic.UpdateResult(dict(news))
+        step = retention.plan_zone_step(olds.get("records") or [], olds.get("retiring") or [],
+                                        news.get("records") or [], clock.now())
+        backend.apply(news["zone"], sorted(_as_records(step.add)), sorted(_as_records(step.remove)))
+        return dynamic.UpdateResult({**news, "retiring": list(step.retiring)})
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        """Refresh: keep only the records the backend still holds, so `up` repairs the rest."""
         backend = make_dns_backend(props["target_name"], props["target"])
-        present = backend.present(props["zone"], sorted(_records(props)))
+        present = {(r.name, r.value) for r in backend.present(props["zone"], sorted(
+            _as_records([*(props.get("records") or []), *(props.get("retiring") or [])])))}
         outs = dict(props)
-        outs["records"] = [record.to_dict() for record in sorted(present)]
+        outs["records"] = [r for r in props.get("records") or [] if (r["name"], r["value"]) in present]
+        outs["retiring"] = [r for r in props.get("retiring") or [] if (r["name"], r["value"]) in present]
         return dynamic.ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         backend = make_dns_backend(props["target_name"], props["target"])
-        backend.apply(props["zone"], [], sorted(_records(props)))
+        everything = [*(props.get("records") or []), *(props.get("retiring") or [])]
+        backend.apply(props["zone"], [], sorted(_as_records(everything)))
 
 
 class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
     """The managed DKIM records of one zone on one DNS target."""
 
     records: pulumi.Output[list]
+    retiring: pulumi.Output[list]
 
     def __init__(
         self,
@@ -100,6 +113,6 @@ class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
         super().__init__(
             DnsZoneProvider(),
             resource_name,
-            {"target_name": target_name, "target": target, "zone": zone, "records": records},
+            {"target_name": target_name, "target": target, "zone": zone, "records": records, "retiring": None},
             opts,
         )
