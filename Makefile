@@ -13,8 +13,8 @@ setup: venv pulumi
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade pip >&2
+	$(PY) -m pip install --quiet -e '.[test]' >&2
 	@touch $@
 
 pulumi:
