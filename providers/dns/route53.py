@@ -10,7 +10,9 @@ is always read, merge, write:
 * new values = current - removed + added; values dkimroll does not manage stay
   exactly as Route53 returned them (byte for byte, TTL included when possible);
 * an empty result is a DELETE carrying the exact current RRset (Route53
-  refuses a DELETE whose values or TTL differ), anything else an UPSERT;
+  refuses a DELETE whose values or TTL differ); a new RRset is a CREATE
+  (refused if someone created it since we read it: no lost update); any
+  other change an UPSERT of the whole merged RRset;
 * all names of a zone go in ONE ChangeResourceRecordSets call (split into
   several only when Route53's batch limits force it), then GetChange is
   polled until INSYNC, with a deadline.
@@ -36,6 +38,7 @@ credentials.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -399,9 +402,14 @@ class Route53Target:
             ttl = int(current["TTL"])  # values we do not manage stay: keep their TTL
         else:
             ttl = min(added_ttls)
-        name = current["Name"] if current is not None else owner + "."
+        if current is None:
+            # CREATE, not UPSERT, for a new RRset: Route53 refuses it if someone created the
+            # RRset since we read (no lost update), and it counts once, not twice, in the limits.
+            action, name = "CREATE", owner + "."
+        else:
+            action, name = "UPSERT", current["Name"]
         return {
-            "Action": "UPSERT",
+            "Action": action,
             "ResourceRecordSet": {
                 "Name": name,
                 "Type": "TXT",
@@ -419,16 +427,25 @@ class Route53Target:
     # -- traffic
 
     def _client(self, zone: str) -> Any:
-        import boto3
+        """A fresh Route53 client with botocore's retries off (this module retries itself).
+
+        This is what `boto3.session.Session(profile_name=..., region_name=...).client("route53", ...)`
+        builds, made from botocore directly so the parsed service model (a read-only
+        data loader, no credentials) is shared between calls: a client then costs
+        milliseconds instead of a tenth of a second.
+        """
         import botocore.config
         import botocore.exceptions
+        import botocore.session
 
         try:
-            session = boto3.session.Session(profile_name=self.profile, region_name=self.region or "us-east-1")
+            session = botocore.session.Session(profile=self.profile)
+            session.register_component("data_loader", _shared_loader())
             if session.get_credentials() is None:
                 raise DnsTargetError(self.name, zone, NO_CREDENTIALS)
-            return session.client(
+            return session.create_client(
                 "route53",
+                region_name=self.region or "us-east-1",
                 endpoint_url=self.endpoint_url,
                 config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
             )
@@ -582,6 +599,14 @@ class Route53Target:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_loader() -> Any:
+    """botocore's JSON data loader (service models only), parsed once per process."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
 
 
 def _rrset_values(rrset: dict | None) -> list[str]:

@@ -336,18 +336,18 @@ class SshTransport:
         path = self.identity_file
         if not os.path.isfile(path):
             return self._fail_connect(f"identity_file {path} does not exist")
+        password = self._passphrase.encode("utf-8") if self._passphrase else None
         try:
-            return paramiko.PKey.from_path(path, passphrase=self._passphrase)
-        except paramiko.PasswordRequiredException:
+            return paramiko.PKey.from_path(path, password=password)
+        except TypeError:  # cryptography: encrypted key, no password given
             return self._fail_connect(f"identity_file {path} is encrypted: set its passphrase")
-        except (paramiko.SSHException, ValueError) as exc:
-            hint = "wrong passphrase or " if self._passphrase else ""
-            return self._fail_connect(
-                f"cannot load identity_file {path} ({hint}unsupported key format): "
-                f"{type(exc).__name__}"
-            )
         except OSError as exc:
             return self._fail_connect(f"cannot read identity_file {path}: {exc.strerror or exc}")
+        except (paramiko.SSHException, ValueError, paramiko.UnknownKeyType):
+            hint = "wrong passphrase, or " if self._passphrase else ""
+            return self._fail_connect(
+                f"cannot load identity_file {path} ({hint}not an OpenSSH or PEM private key)"
+            )
 
     def _fail_connect(self, detail: str) -> paramiko.PKey:
         raise SignerError(self.name, f"cannot connect to {self._where}: {detail}")
@@ -656,32 +656,53 @@ class SshTransport:
         except BaseException:
             self._discard(tmp)
             raise
-        self._exec(f"{self._priv}sync -- {shlex.quote(directory)}", doing="syncing the directory",
-                   path=path)  # best effort: the rename is done
+        self._sync_dir(directory, path)  # the rename is done; this makes it durable
+
+    def _sync_dir(self, directory: str, path: str) -> None:
+        """fsync a directory after a rename or unlink, best effort (as LocalTransport)."""
+        try:
+            self._exec(f"{self._priv}sync -- {shlex.quote(directory)}",
+                       doing="syncing the directory", path=path)
+        except SignerError:
+            pass
 
     def _upload_sftp(self, file: ManagedFile, tmp: str, uid: int | None, gid: int | None) -> None:
         sftp = self._sftp()
         try:
             handle = _sftp_create(sftp, tmp, 0o600)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            raise self._sftp_failure(exc, "create the temporary file", file.path) from None
+        try:
+            handle.write(file.content)
+            handle.flush()
+            if uid is not None or gid is not None:
+                if uid is None or gid is None:
+                    current = handle.stat()
+                    uid = current.st_uid if uid is None else uid
+                    gid = current.st_gid if gid is None else gid
+                handle.chown(uid, gid)  # before chmod: a chown may clear set-id bits
+            handle.chmod(file.mode)
+            self._fsync(sftp, handle, tmp)
+            handle.close()
+        except Exception as exc:  # noqa: BLE001 - classified below
             try:
-                handle.write(file.content)
-                handle.flush()
-                if uid is not None or gid is not None:
-                    if uid is None or gid is None:
-                        current = handle.stat()
-                        uid = current.st_uid if uid is None else uid
-                        gid = current.st_gid if gid is None else gid
-                    handle.chown(uid, gid)  # before chmod: a chown may clear set-id bits
-                handle.chmod(file.mode)
-                self._fsync(sftp, handle, tmp)
-            finally:
                 handle.close()
-        except (paramiko.SSHException, EOFError, socket.timeout) as exc:
-            raise self._lost(exc, "uploading", file.path) from None
-        except OSError as exc:
-            if isinstance(exc, (ConnectionError, socket.timeout)):
-                raise self._lost(exc, "uploading", file.path) from None
-            raise SignerError(self.name, f"cannot write: {_sftp_reason(exc)}", file.path) from None
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            if isinstance(exc, SignerError):
+                raise
+            raise self._sftp_failure(exc, "write", file.path) from None
+
+    def _sftp_failure(self, exc: BaseException, doing: str, path: str) -> SignerError:
+        """A SignerError for an SFTP failure: a lost connection, or a refusal."""
+        transport = self._client.get_transport() if self._client is not None else None
+        alive = transport is not None and transport.is_active()
+        if not alive or isinstance(exc, (paramiko.SSHException, EOFError, socket.timeout,
+                                         ConnectionError)):
+            return self._lost(exc, f"trying to {doing}", path)
+        if isinstance(exc, OSError):
+            return SignerError(self.name, f"cannot {doing}: {_sftp_reason(exc)}", path)
+        raise exc
 
     def _fsync(self, sftp: paramiko.SFTPClient, handle: SFTPFile, tmp: str) -> None:
         if self._fsync_extension:
@@ -711,14 +732,10 @@ class SshTransport:
             try:
                 sftp.posix_rename(tmp, path)
                 return
-            except (paramiko.SSHException, EOFError, socket.timeout) as exc:
-                raise self._lost(exc, "renaming", path) from None
-            except OSError as exc:
-                if isinstance(exc, ConnectionError):
-                    raise self._lost(exc, "renaming", path) from None
-                if "unsupported" not in str(exc).lower():
-                    raise SignerError(self.name, f"cannot rename into place: {_sftp_reason(exc)}",
-                                      path) from None
+            except Exception as exc:  # noqa: BLE001 - classified below
+                unsupported = isinstance(exc, OSError) and "unsupported" in str(exc).lower()
+                if not unsupported:
+                    raise self._sftp_failure(exc, "rename into place", path) from None
                 self._posix_rename = False
         self._check(
             f"{self._priv}mv -f -T -- {shlex.quote(tmp)} {shlex.quote(path)}", "renaming into place", path
@@ -737,9 +754,7 @@ class SshTransport:
         if not posixpath.isabs(path):
             raise SignerError(self.name, "refusing to remove a relative path", path)
         self._check(f"{self._priv}rm -f -- {shlex.quote(path)}", "removing", path)
-        directory = posixpath.dirname(path) or "/"
-        self._exec(f"{self._priv}sync -- {shlex.quote(directory)}", doing="syncing the directory",
-                   path=path)  # best effort: the unlink happened
+        self._sync_dir(posixpath.dirname(path) or "/", path)  # the unlink happened
 
     # commands --------------------------------------------------------------
 

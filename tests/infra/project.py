@@ -71,6 +71,11 @@ class StackProject:
             raise AssertionError(f"pulumi {operation} unexpectedly succeeded:\n{run.output[-3000:]}")
         return run
 
+    def set_secret(self, path: str, value: str) -> None:
+        """`pulumi config set --secret --path <path> <value>`: encrypted in the stack file."""
+        stack = engine.open_stack(self.stack, self.root)
+        stack.set_config(path, auto.ConfigValue(value=value, secret=True), path=True)
+
     def outputs(self) -> dict[str, Any]:
         stack = engine.open_stack(self.stack, self.root)
         return {k: v.value for k, v in stack.outputs().items()}
