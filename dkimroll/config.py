@@ -57,9 +57,8 @@ class RotationPolicy(_Strict):
     retain: timedelta = timedelta(days=7)
     revoke: Literal["empty-p", "withdraw"] = "empty-p"
     revoke_for: timedelta = timedelta(days=7)
-    gate_timeout: timedelta = timedelta(minutes=3)
 
-    @field_validator("every", "publish_ahead", "retain", "revoke_for", "gate_timeout", mode="before")
+    @field_validator("every", "publish_ahead", "retain", "revoke_for", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
@@ -70,6 +69,12 @@ class RotationPolicy(_Strict):
 
 class _Target(_Strict):
     nameservers: tuple[str, ...] = ()  # host:port to verify against; default: NS discovery
+    # How a new record is confirmed before signers use it: "nameservers" queries every
+    # authoritative server directly; "backend" reads it back through the target (a zone
+    # file, an API), which proves less. "auto": nameservers, except a bind-file target
+    # with no nameservers listed.
+    verify: Literal["auto", "nameservers", "backend"] = "auto"
+    verify_timeout: float = Field(default=180.0, ge=0)
 
     @field_validator("nameservers")
     @classmethod
@@ -240,7 +245,7 @@ class DomainConfig(_Strict):
     algorithm: tuple[str, ...] = ("rsa-2048",)
     selector: str | None = None
     rotation: RotationPolicy | None = None
-    testing: bool = False
+    testing: Union[bool, Literal["staged"]] = False  # "staged": t=y until the first key is verified
     sign_for: tuple[str, ...] = ()
     ttl: int = Field(default=3600, ge=60, le=604800)
     private_key: str | None = Field(default=None, repr=False)  # imported PEM; set as a secret

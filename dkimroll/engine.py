@@ -114,7 +114,11 @@ def engine_env(paths: Paths, stack: str | None = None) -> dict[str, str]:
 
 def open_stack(stack: str, project_dir: Path | None = None,
                program: Callable[[], None] | None = None) -> auto.Stack:
-    """Select (or create) a stack of the project in `project_dir`, with the inline program."""
+    """Select (or create) a stack of the project in `project_dir`, with the inline program.
+
+    The program gets the previous run's `ledger` output (key phases and their
+    timestamps), read before the operation starts.
+    """
     from dkimroll.program import run
 
     paths = Paths((project_dir or REPO).resolve())
@@ -128,10 +132,20 @@ def open_stack(stack: str, project_dir: Path | None = None,
     os.environ.update({k: v for k, v in env.items() if k in ("PATH", "PYTHONPATH")})
     os.environ["DKIMROLL_PROJECT_DIR"] = str(paths.project_dir)
     command = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), skip_version_check=True)
+    previous: dict = {}
     workspace = auto.LocalWorkspace(
         work_dir=str(paths.project_dir),
-        program=program or run,
+        program=program or (lambda: run(ledger=previous)),
         env_vars=env,
         pulumi_command=command,
     )
-    return auto.Stack.create_or_select(stack, workspace)
+    selected = auto.Stack.create_or_select(stack, workspace)
+    previous.update(read_ledger(selected))
+    return selected
+
+
+def read_ledger(stack: auto.Stack) -> dict:
+    """The `ledger` output of the last successful run ({} for a new stack)."""
+    outputs = stack.outputs()
+    ledger = outputs.get("ledger")
+    return dict(ledger.value) if ledger is not None and ledger.value else {}

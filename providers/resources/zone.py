@@ -17,6 +17,7 @@ from pulumi import dynamic
 
 from keys import clock, retention
 from providers.dns.base import TxtRecord
+from providers.dns import gate
 from providers.dns.factory import make_dns_backend
 from providers.errors import DkimrollError
 from providers.resources.unknowns import is_known
@@ -59,15 +60,18 @@ class DnsZoneProvider(dynamic.ResourceProvider):
             replaces.append("target")
         if not is_known(news.get("records")):
             return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        verified = {(item["name"], item["value"]) for item in olds.get("verified") or []}
+        unverified = [r for r in _records(news) if (r.name, r.value) not in verified]
         changed = (_records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
-                   or retention.has_expired(olds.get("retiring") or [], clock.now()))
+                   or retention.has_expired(olds.get("retiring") or [], clock.now()) or bool(unverified))
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=bool(replaces))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         backend = make_dns_backend(props["target_name"], props["target"])
         backend.apply(props["zone"], sorted(_records(props)), [])
-        outs = {**props, "retiring": []}
+        verified, unverified = gate.verify(backend, props["target"], props["zone"], _records(props), [])
+        outs = {**props, "retiring": [], "verified": verified, "unverified": unverified}
         return dynamic.CreateResult(f"{props['target_name']}/{props['zone']}", outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
@@ -75,7 +79,10 @@ class DnsZoneProvider(dynamic.ResourceProvider):
         step = retention.plan_zone_step(olds.get("records") or [], olds.get("retiring") or [],
                                         news.get("records") or [], clock.now())
         backend.apply(news["zone"], sorted(_as_records(step.add)), sorted(_as_records(step.remove)))
-        return dynamic.UpdateResult({**news, "retiring": list(step.retiring)})
+        verified, unverified = gate.verify(backend, news["target"], news["zone"], _records(news),
+                                           olds.get("verified") or [])
+        return dynamic.UpdateResult({**news, "retiring": list(step.retiring), "verified": verified,
+                                     "unverified": unverified})
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         """Refresh: keep only the records the backend still holds, so `up` repairs the rest."""
@@ -85,6 +92,7 @@ class DnsZoneProvider(dynamic.ResourceProvider):
         outs = dict(props)
         outs["records"] = [r for r in props.get("records") or [] if (r["name"], r["value"]) in present]
         outs["retiring"] = [r for r in props.get("retiring") or [] if (r["name"], r["value"]) in present]
+        outs["verified"] = [r for r in props.get("verified") or [] if (r["name"], r["value"]) in present]
         return dynamic.ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -98,6 +106,8 @@ class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
 
     records: pulumi.Output[list]
     retiring: pulumi.Output[list]
+    verified: pulumi.Output[list]  # records confirmed served: [{name, value, via}]
+    unverified: pulumi.Output[list]  # records not confirmed yet: [{name, value, reason}]
 
     def __init__(
         self,
@@ -113,6 +123,7 @@ class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
         super().__init__(
             DnsZoneProvider(),
             resource_name,
-            {"target_name": target_name, "target": target, "zone": zone, "records": records, "retiring": None},
+            {"target_name": target_name, "target": target, "zone": zone, "records": records, "retiring": None,
+             "verified": None, "unverified": None},
             opts,
         )

@@ -98,7 +98,6 @@ from paramiko.sftp_file import SFTPFile
 
 from providers.errors import ConfigError, SignerError
 from providers.signers.base import ManagedFile
-from providers.signers.sync import file_digest
 
 __all__ = ["SshTransport", "host_key_fingerprint", "unsafe_dir_problem"]
 
@@ -108,6 +107,8 @@ _FINGERPRINT_RE = re.compile(r"^SHA256:([A-Za-z0-9+/]{43})=?$")
 # User and group names dkimroll passes to `id`, `getent` and `install`.
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _HASH_RE = re.compile(rb"^([0-9a-f]{64})  (.*)$", re.S)
+# Programs whose complaints on stderr mean a command did not do its job.
+_TOOL_PREFIXES = ("sudo:", "find:", "realpath:", "mkdir:", "sha256sum:")
 # One `find -printf` record: type, octal mode, owner, group, path.
 _FIND_FORMAT = "%y %m %u %g %p\\0"
 
@@ -266,6 +267,8 @@ class SshTransport:
         self._posix_rename = True
         self._ids: dict[tuple[str, str], int] = {}
         self._safe_dirs: set[str] = set()
+        # Directories whose rename/unlink is not fsynced yet: synced by the next command.
+        self._unsynced_dirs: list[str] = []
 
     def __repr__(self) -> str:  # no passphrase, ever
         return (
@@ -451,8 +454,16 @@ class SshTransport:
     def _exec(self, command: str, stdin: bytes | None = None, doing: str = "running a command",
               path: str | None = None) -> tuple[int, bytes, bytes]:
         """Run `command` through the login shell; return (exit status, stdout, stderr).
-        The status is -1 when the command ended without one (killed by a signal)."""
+        The status is -1 when the command ended without one (killed by a signal).
+
+        Directories still to be synced after a rename or unlink are synced first,
+        in the same round trip (their errors ignored, as LocalTransport ignores a
+        filesystem that cannot fsync a directory)."""
         client = self._connect()
+        pending = list(dict.fromkeys(self._unsynced_dirs))
+        if pending:
+            dirs = " ".join(shlex.quote(d) for d in pending)
+            command = f"{self._priv}sync -- {dirs} 2>/dev/null; {command}"
         try:
             transport = client.get_transport()
             if transport is None:
@@ -483,6 +494,8 @@ class SshTransport:
                 chan.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc, doing, path) from None
+        if pending:
+            self._unsynced_dirs.clear()
         return status, bytes(out), bytes(err)
 
     def _check(self, command: str, what: str, path: str | None = None,
@@ -498,42 +511,55 @@ class SshTransport:
 
     # reading ---------------------------------------------------------------
 
-    def _stat_many(self, paths: Sequence[str], hashes: bool) -> tuple[dict[str, _Stat], dict[str, str]]:
-        """One `find` over `paths`: lstat-like records, plus sha256 of regular files."""
+    def _find_command(self, paths: Sequence[str], hashes: bool) -> str:
         quoted = " ".join(shlex.quote(p) for p in paths)
         command = f"{self._priv}find {quoted} -maxdepth 0 -printf {shlex.quote(_FIND_FORMAT)}"
         if hashes:
             command += " -type f -exec sha256sum -z -- {} +"
-        status, out, err = self._exec(command, doing="reading file status")
+        return command
+
+    def _parse_find(self, status: int, out: bytes, err: bytes, paths: Sequence[str],
+                    extra_ok: int = 0) -> tuple[dict[str, _Stat], dict[str, str], list[bytes]]:
+        """Records of `_find_command`: stats by path, sha256 by path, and the records
+        starting with '/' (a realpath printed before find, see ensure_safe_dir)."""
         stats: dict[str, _Stat] = {}
         sums: dict[str, str] = {}
-        wanted = set(paths)
+        other: list[bytes] = []
         for record in out.split(b"\0"):
             if not record:
                 continue
+            if record.startswith(b"/"):
+                other.append(record)
+                continue
             match = _HASH_RE.match(record)
-            if match and hashes:
+            if match:
                 sums[match.group(2).decode("utf-8", "surrogateescape")] = match.group(1).decode()
                 continue
             fields = record.split(b" ", 4)
-            if len(fields) != 5 or len(fields[0]) != 1:
-                raise SignerError(self.name, f"unexpected output from find: {_tail(record)!r}")
-            kind, mode, owner, group, raw_path = fields
-            p = raw_path.decode("utf-8", "surrogateescape")
             try:
-                stats[p] = _Stat(kind.decode(), int(mode, 8), owner.decode(), group.decode())
+                if len(fields) != 5 or len(fields[0]) != 1:
+                    raise ValueError
+                kind, mode, owner, group, raw_path = fields
+                stats[raw_path.decode("utf-8", "surrogateescape")] = _Stat(
+                    kind.decode(), int(mode, 8), owner.decode(), group.decode()
+                )
             except ValueError:
-                raise SignerError(self.name, f"unexpected output from find: {_tail(record)!r}") from None
-        # find says "No such file or directory" (in the host's language) for each
-        # missing path. Anything else -- sudo refusing, an unknown option -- is an error.
+                raise SignerError(
+                    self.name, f"unexpected output on {self._where}: {_tail(record)!r}"
+                ) from None
+        # find reports each missing path on stderr ("No such file or directory", in
+        # the host's language, naming the path). A complaint of sudo or of one of
+        # our tools that names none of the paths -- sudo refusing, a find without
+        # -printf -- is an error; other noise (a login script's) is ignored.
         unexpected = [
             line for line in err.decode("utf-8", "replace").splitlines()
-            if line.strip() and not any(f"'{p}'" in line or f"‘{p}’" in line for p in wanted)
+            if line.startswith(_TOOL_PREFIXES)
+            and not any(f"'{p}'" in line or f"\u2018{p}\u2019" in line for p in paths)
         ]
-        if unexpected or (status not in (0, 1)):
+        if unexpected[extra_ok:] or status not in (0, 1):
             detail = _tail("\n".join(unexpected) or err) or f"exit status {status}"
             raise SignerError(self.name, f"cannot read file status on {self._where}: {detail}")
-        return stats, sums
+        return stats, sums, other
 
     def digests(self, paths: Sequence[str]) -> dict[str, str | None]:
         paths = list(dict.fromkeys(paths))
@@ -542,7 +568,9 @@ class SshTransport:
         for p in paths:
             if not posixpath.isabs(p):
                 raise SignerError(self.name, "refusing a relative path", p)
-        stats, sums = self._stat_many(paths, hashes=True)
+        status, out, err = self._exec(self._find_command(paths, hashes=True),
+                                      doing="reading file status")
+        stats, sums, _ = self._parse_find(status, out, err, paths)
         result: dict[str, str | None] = {}
         for p in paths:
             st = stats.get(p)
@@ -556,14 +584,17 @@ class SshTransport:
             elif p not in sums:
                 raise SignerError(self.name, "cannot read the file to hash it", p)
             else:
-                result[p] = f"{sums[p]}:{st.mode & 0o7777:04o}:{st.owner}:{st.group}"
+                result[p] = file_digest_from_hash(sums[p], st.mode, st.owner, st.group)
         return result
 
     # directories -----------------------------------------------------------
 
     def ensure_safe_dir(self, path: str, mode: int = 0o750) -> None:
         """Create `path` (and missing parents) with `mode`, then check it and every
-        directory above it, symlinks resolved, is writable by its owner only."""
+        directory above it, symlinks resolved, is writable by its owner only.
+
+        One round trip when the directory exists and no symlink is on the way
+        (`realpath` and `find` in one command), one more to create directories."""
         if not posixpath.isabs(path):
             raise SignerError(self.name, "refusing a relative directory", path)
         if mode & _UNSAFE_DIR_BITS or mode & ~0o7777:
@@ -573,23 +604,35 @@ class SshTransport:
         target = posixpath.normpath(path)
         if target.startswith("//"):
             target = "/" + target.lstrip("/")
-        real = self._check(
-            f"{self._priv}realpath -m -- {shlex.quote(target)}", "resolving the directory", target
-        ).decode("utf-8", "surrogateescape").rstrip("\n")
-        if not posixpath.isabs(real):
-            raise SignerError(self.name, f"realpath printed {real!r}", target)
+        chain = _prefixes(target)
+        command = (
+            f"{self._priv}realpath -m -z -- {shlex.quote(target)}; "
+            + self._find_command(chain, hashes=False)
+        )
+        status, out, err = self._exec(command, doing="checking directories", path=target)
+        stats, _, reals = self._parse_find(status, out, err, chain)
+        if len(reals) != 1:
+            raise SignerError(self.name, f"cannot resolve the directory: {_tail(err)}", target)
+        real = reals[0].decode("utf-8", "surrogateescape")
+        if real != target:  # a symlink on the way: check where it leads instead
+            chain = _prefixes(real)
+            status, out, err = self._exec(self._find_command(chain, hashes=False),
+                                          doing="checking directories", path=target)
+            stats, _, _ = self._parse_find(status, out, err, chain)
         resolved = f" ({target} resolves to {real})" if real != target else ""
-        chain = _prefixes(real)
-        stats, _ = self._stat_many(chain, hashes=False)
         missing = self._check_chain(chain, stats, resolved, allow_missing=True)
         if missing:
-            # Check done before creating anything, so nothing lands below an unsafe directory.
+            # Checked before creating anything, so nothing lands below an unsafe directory.
             quoted = " ".join(shlex.quote(d) for d in missing)
-            status, _, err = self._exec(
-                f"{self._priv}mkdir -m {mode:o} -- {quoted}", doing="creating directories", path=target
+            command = (
+                f"{self._priv}mkdir -m {mode:o} -- {quoted}; "
+                + self._find_command(chain, hashes=False)
             )
-            stats, _ = self._stat_many(chain, hashes=False)
-            if status != 0 and any(d not in stats for d in missing):
+            status, out, err = self._exec(command, doing="creating directories", path=target)
+            # mkdir's complaints (a directory created meanwhile, say) name a path of
+            # the chain too; what counts is the state find reports afterwards.
+            stats, _, _ = self._parse_find(0 if status == 1 else status, out, err, chain)
+            if any(d not in stats for d in missing):
                 raise SignerError(self.name, f"cannot create directory: {_tail(err)}", target)
             self._check_chain(chain, stats, resolved, allow_missing=False)
         self._safe_dirs.add(target)
@@ -612,27 +655,32 @@ class SshTransport:
 
     # writing ---------------------------------------------------------------
 
-    def _account_id(self, kind: str, account: str, path: str) -> int:
-        """uid of a user (`kind` 'user') or gid of a group on the host, cached."""
-        if not _ACCOUNT_RE.match(account):
-            raise SignerError(self.name, f"{account!r} is not a valid {kind} name", path)
-        cached = self._ids.get((kind, account))
-        if cached is not None:
-            return cached
-        if kind == "user":
-            command = f"id -u -- {shlex.quote(account)}"
-        else:
-            command = f"getent group {shlex.quote(account)}"
-        status, out, _ = self._exec(command, doing=f"looking up {kind} {account}", path=path)
-        text = out.decode("utf-8", "replace").strip()
-        try:
-            if status != 0 or not text:
-                raise ValueError
-            value = int(text if kind == "user" else text.split(":")[2])
-        except (ValueError, IndexError):
-            raise SignerError(self.name, f"no such {kind} {account!r} on {self.host}", path) from None
-        self._ids[(kind, account)] = value
-        return value
+    def _account_ids(self, owner: str | None, group: str | None, path: str) -> tuple[int | None, int | None]:
+        """uid of `owner` and gid of `group` on the host (None when unset), cached.
+        Unknown names fail here, before anything is written."""
+        wanted = [(k, n) for k, n in (("user", owner), ("group", group)) if n is not None]
+        for kind, account in wanted:
+            if not _ACCOUNT_RE.match(account):
+                raise SignerError(self.name, f"{account!r} is not a valid {kind} name", path)
+        lookups = [(k, n) for k, n in wanted if (k, n) not in self._ids]
+        if lookups:
+            command = "; ".join(
+                f"getent {'passwd' if k == 'user' else 'group'} {shlex.quote(n)}" for k, n in lookups
+            )
+            _, out, _ = self._exec(command, doing="looking up owner and group", path=path)
+            for line in out.decode("utf-8", "replace").splitlines():
+                fields = line.split(":")
+                if len(fields) >= 7 and ("user", fields[0]) in lookups:
+                    self._ids[("user", fields[0])] = int(fields[2])
+                elif len(fields) == 4 and ("group", fields[0]) in lookups:
+                    self._ids[("group", fields[0])] = int(fields[2])
+            for kind, account in lookups:
+                if (kind, account) not in self._ids:
+                    raise SignerError(self.name, f"no such {kind} {account!r} on {self.host}", path)
+        return (
+            self._ids[("user", owner)] if owner is not None else None,
+            self._ids[("group", group)] if group is not None else None,
+        )
 
     def write(self, file: ManagedFile) -> None:
         path = file.path
@@ -643,9 +691,7 @@ class SshTransport:
             raise SignerError(self.name, "refusing a path without a file name", path)
         if directory not in self._safe_dirs:
             self.ensure_safe_dir(directory)
-        # Unknown owners fail before anything is written.
-        uid = self._account_id("user", file.owner, path) if file.owner is not None else None
-        gid = self._account_id("group", file.group, path) if file.group is not None else None
+        uid, gid = self._account_ids(file.owner, file.group, path)
         tmp = f"{directory}/.{base}.{secrets.token_hex(6)}.tmp"
         try:
             if self.sudo:
@@ -656,15 +702,8 @@ class SshTransport:
         except BaseException:
             self._discard(tmp)
             raise
-        self._sync_dir(directory, path)  # the rename is done; this makes it durable
-
-    def _sync_dir(self, directory: str, path: str) -> None:
-        """fsync a directory after a rename or unlink, best effort (as LocalTransport)."""
-        try:
-            self._exec(f"{self._priv}sync -- {shlex.quote(directory)}",
-                       doing="syncing the directory", path=path)
-        except SignerError:
-            pass
+        # The rename is done; the directory is fsynced with the next command.
+        self._unsynced_dirs.append(directory)
 
     def _upload_sftp(self, file: ManagedFile, tmp: str, uid: int | None, gid: int | None) -> None:
         sftp = self._sftp()
@@ -716,14 +755,16 @@ class SshTransport:
     def _upload_sudo(self, file: ManagedFile, tmp: str) -> None:
         owner = f" -o {shlex.quote(file.owner)}" if file.owner is not None else ""
         group = f" -g {shlex.quote(file.group)}" if file.group is not None else ""
-        # install creates TMP owner-only, copies stdin, then sets owner, group and mode.
+        qtmp = shlex.quote(tmp)
+        # install creates TMP owner-only, copies stdin into it, then sets owner,
+        # group and mode; sync then flushes it to disk.
         self._check(
-            f"sudo -n install -m {file.mode & 0o7777:04o}{owner}{group} /dev/stdin {shlex.quote(tmp)}",
+            f"sudo -n install -m {file.mode & 0o7777:04o}{owner}{group} /dev/stdin {qtmp}"
+            f" && sudo -n sync -- {qtmp}",
             "writing the temporary file",
             file.path,
             stdin=file.content,
         )
-        self._check(f"sudo -n sync -- {shlex.quote(tmp)}", "syncing the file", file.path)
 
     def _commit(self, tmp: str, path: str) -> None:
         """Rename the complete temporary file over `path`: the atomic step."""
@@ -742,9 +783,8 @@ class SshTransport:
         )
 
     def _discard(self, tmp: str) -> None:
-        """Remove a temporary file after a failure, if the connection still works."""
-        if self._client is None:
-            return
+        """Remove a temporary file after a failure, connecting again (once) if the
+        connection was lost; a host that stays unreachable keeps the file."""
         try:
             self._exec(f"{self._priv}rm -f -- {shlex.quote(tmp)}", doing="removing the temporary file")
         except SignerError:
@@ -754,7 +794,7 @@ class SshTransport:
         if not posixpath.isabs(path):
             raise SignerError(self.name, "refusing to remove a relative path", path)
         self._check(f"{self._priv}rm -f -- {shlex.quote(path)}", "removing", path)
-        self._sync_dir(posixpath.dirname(path) or "/", path)  # the unlink happened
+        self._unsynced_dirs.append(posixpath.dirname(path) or "/")
 
     # commands --------------------------------------------------------------
 
@@ -777,8 +817,20 @@ class SshTransport:
             )
 
     def close(self) -> None:
+        """Sync directories still pending (best effort), then close the connection."""
+        if self._unsynced_dirs and self._client is not None:
+            try:
+                self._exec("true", doing="syncing directories")
+            except SignerError:
+                pass
         self._drop()
         self._safe_dirs.clear()
+        self._unsynced_dirs.clear()
+
+
+def file_digest_from_hash(sha256_hex: str, mode: int, owner: str, group: str) -> str:
+    """`sync.file_digest`'s format from a sha256 computed on the host."""
+    return f"{sha256_hex}:{mode & 0o7777:04o}:{owner}:{group}"
 
 
 def _sftp_create(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFile:

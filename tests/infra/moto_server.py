@@ -92,6 +92,7 @@ class MotoServer:
         self.start_timeout = start_timeout
         self.port = 0
         self._proc: Optional[ManagedProcess] = None
+        self._client = None
 
     @property
     def url(self) -> str:
@@ -136,6 +137,7 @@ class MotoServer:
         raise RuntimeError(f"moto server could not bind a port after retries: {last}")
 
     def stop(self) -> None:
+        self._client = None
         if self._proc is not None:
             self._proc.stop()
             self._proc = None
@@ -158,7 +160,12 @@ class MotoServer:
             response.read()
 
     def client(self):
-        """A boto3 Route53 client talking straight to moto (dummy credentials, no retries)."""
+        """A boto3 Route53 client talking straight to moto (dummy credentials, no retries); built once."""
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self):
         import boto3
         import botocore.config
 
@@ -167,7 +174,7 @@ class MotoServer:
         ).client(
             "route53",
             endpoint_url=self.url,
-            config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+            config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}),
         )
 
     def create_zone(self, name: str, private: bool = False, reference: Optional[str] = None) -> str:
@@ -253,7 +260,9 @@ class FaultProxy:
     * `faults`: (HTTP status, error code) pairs, used up in order by the first
       requests of `fault_action` (default ChangeResourceRecordSets). A faulted
       request never reaches moto.
-    * `pending`: how many GetChange requests to answer PENDING (others go to moto, which says INSYNC).
+    * `pending`: how many GetChange requests to answer PENDING (later ones go to
+      moto, which says INSYNC); while any are left, accepted changes are
+      reported PENDING too, as real Route53 does.
     * Every request is counted per action (`count`), faulted or not; the
       bodies of ChangeResourceRecordSets requests that reached moto are kept
       in `change_bodies`.
@@ -386,6 +395,9 @@ class FaultProxy:
             self.forwarded[action] += 1
             if action == "ChangeResourceRecordSets":
                 self.change_bodies.append(body)
+                if self._pending > 0 and status == 200:
+                    # moto reports every change INSYNC at once; real Route53 says PENDING first
+                    data = data.replace(b"<Status>INSYNC</Status>", b"<Status>PENDING</Status>")
         self._respond(handler, action, status, data, out_headers)
 
     def _respond(

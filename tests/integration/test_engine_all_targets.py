@@ -58,9 +58,12 @@ def project(servers, tmp_path_factory) -> StackProject:
         "dkimroll:dns": {
             "files": {"type": "bind-file", "zone_dir": "zones", "create": True},
             "ns1": {"type": "rfc2136", "server": named.address, "port": named.port,
-                    "tsig_name": tsig.name, "tsig_algorithm": tsig.algorithm},
-            "aws": {"type": "route53", "endpoint_url": servers["proxy"].url},
-            "gd": {"type": "godaddy", "base_url": servers["godaddy"].base_url, "pace_seconds": 0},
+                    "tsig_name": tsig.name, "tsig_algorithm": tsig.algorithm,
+                    "nameservers": [f"{named.address}:{named.port}"]},
+            # moto and the GoDaddy test server answer no DNS queries: read back through the API.
+            "aws": {"type": "route53", "endpoint_url": servers["proxy"].url, "verify": "backend"},
+            "gd": {"type": "godaddy", "base_url": servers["godaddy"].base_url, "pace_seconds": 0,
+                   "verify": "backend"},
         },
         "dkimroll:signers": {"mta1": {"transport": "local", "root": "signers/mta1"}},
         "dkimroll:domains": {
