@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -41,6 +43,30 @@ def print_records(outputs: dict[str, Any]) -> None:
         size = len(item["value"])
         _print(f"  {item['target']:<10} {item['name']:<48} {size:>4} chars")
     _print("Full values: pulumi stack output records --json   (zone-file form in 'zone_file')")
+
+
+def rotate(domain: str, compromised: bool, stack_name: str, project_dir: Path | None) -> int:
+    """Start a rotation now: publish a new key; activate it after the DNS gate (and publish_ahead,
+    unless compromised). With --compromised the old key is revoked as soon as the new one signs."""
+    from dkimroll.program import ROTATE_ENV
+
+    stack = engine.open_stack(stack_name, project_dir)
+    config = stack.get_all_config()
+    domains = json.loads(config["dkimroll:domains"].value) if "dkimroll:domains" in config else {}
+    if domain not in domains:
+        raise DkimrollError(f"{domain} is not in dkimroll:domains of stack {stack_name}")
+    if compromised:
+        _print(f"WARNING: emergency rotation of {domain}: the old key is revoked as soon as the new one "
+               "signs; mail in flight signed with the old key will fail verification.")
+    os.environ[ROTATE_ENV] = json.dumps({"domain": domain, "compromised": compromised})
+    try:
+        code = run_operation("up", stack_name, project_dir)
+    finally:
+        os.environ.pop(ROTATE_ENV, None)
+    if code == 0 and compromised:
+        _print("revoking the compromised key (second run)")
+        code = run_operation("up", stack_name, project_dir)
+    return code
 
 
 def run_operation(operation: str, stack_name: str, project_dir: Path | None) -> int:
@@ -88,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--stack", "-s", default="demo")
         cmd.add_argument("--project-dir", type=Path, default=None)
+    rot = sub.add_parser("rotate", help="rotate a domain's keys now instead of on schedule")
+    rot.add_argument("domain")
+    rot.add_argument("--compromised", action="store_true",
+                     help="activate as soon as DNS serves the new key and revoke the old key at once")
+    rot.add_argument("--stack", "-s", default="demo")
+    rot.add_argument("--project-dir", type=Path, default=None)
     env_cmd = sub.add_parser("env", help="print shell exports for plain pulumi commands")
     env_cmd.add_argument("--project-dir", type=Path, default=None)
     env_cmd.add_argument("--stack", "-s", default="demo")
@@ -99,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "env":
         return print_env(args.project_dir, args.stack)
     try:
+        if args.command == "rotate":
+            return rotate(args.domain, args.compromised, args.stack, args.project_dir)
         return run_operation(args.command, args.stack, args.project_dir)
     except auto.CommandError as exc:
         _print(f"dkimroll {args.command}: failed (see the engine output above)")

@@ -35,7 +35,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from keys import chunking, render
+from keys import clock, chunking, render
 from providers.atomic import atomic_write, file_lock
 from providers.dns.base import TxtRecord, in_zone
 from providers.errors import ConfigError, DnsTargetError
@@ -320,7 +320,7 @@ class BindFileTarget:
         self.check_command = check_command
         self.default_ttl = default_ttl
         self.create_nameserver = create_nameserver
-        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._now = now or clock.now
 
     def __repr__(self) -> str:
         return f"BindFileTarget(name={self.name!r}, zone_dir={str(self.zone_dir)!r})"

@@ -37,7 +37,6 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.tsig
-import dns.tsigkeyring
 import dns.update
 
 from keys import chunking

@@ -438,7 +438,7 @@ class SshTransport:
         if isinstance(exc, socket.timeout):
             reason = f"no answer within {self.timeout:g}s"
         else:
-            reason = str(exc) or type(exc).__name__
+            reason = str(exc).strip().rstrip(":") or type(exc).__name__
         return SignerError(self.name, f"connection to {self._where} lost while {doing}: {reason}", path)
 
     def _sftp(self) -> paramiko.SFTPClient:
@@ -464,6 +464,8 @@ class SshTransport:
         if pending:
             dirs = " ".join(shlex.quote(d) for d in pending)
             command = f"{self._priv}sync -- {dirs} 2>/dev/null; {command}"
+        # Messages in English, whatever the host's locale (sudo keeps LC_ALL).
+        command = f"LC_ALL=C; export LC_ALL; {command}"
         try:
             transport = client.get_transport()
             if transport is None:
@@ -519,9 +521,10 @@ class SshTransport:
         return command
 
     def _parse_find(self, status: int, out: bytes, err: bytes, paths: Sequence[str],
-                    extra_ok: int = 0) -> tuple[dict[str, _Stat], dict[str, str], list[bytes]]:
+                    tolerate: tuple[str, ...] = ()) -> tuple[dict[str, _Stat], dict[str, str], list[bytes]]:
         """Records of `_find_command`: stats by path, sha256 by path, and the records
-        starting with '/' (a realpath printed before find, see ensure_safe_dir)."""
+        starting with '/' (a realpath printed before find, see ensure_safe_dir).
+        stderr lines starting with one of `tolerate` are left to the caller."""
         stats: dict[str, _Stat] = {}
         sums: dict[str, str] = {}
         other: list[bytes] = []
@@ -547,17 +550,20 @@ class SshTransport:
                 raise SignerError(
                     self.name, f"unexpected output on {self._where}: {_tail(record)!r}"
                 ) from None
-        # find reports each missing path on stderr ("No such file or directory", in
-        # the host's language, naming the path). A complaint of sudo or of one of
-        # our tools that names none of the paths -- sudo refusing, a find without
-        # -printf -- is an error; other noise (a login script's) is ignored.
-        unexpected = [
-            line for line in err.decode("utf-8", "replace").splitlines()
-            if line.startswith(_TOOL_PREFIXES)
-            and not any(f"'{p}'" in line or f"\u2018{p}\u2019" in line for p in paths)
-        ]
-        if unexpected[extra_ok:] or status not in (0, 1):
-            detail = _tail("\n".join(unexpected) or err) or f"exit status {status}"
+        # find reports each missing path on stderr, naming it (commands run with
+        # LC_ALL=C). Any other complaint of sudo or of our tools -- a permission
+        # denied, sudo refusing, a find without -printf -- is an error; other
+        # noise (a login script's) is ignored.
+        problems = []
+        for line in err.decode("utf-8", "replace").splitlines():
+            if not line.startswith(_TOOL_PREFIXES) or line.startswith(tolerate):
+                continue
+            names_path = any(f"'{p}'" in line or f"\u2018{p}\u2019" in line for p in paths)
+            if names_path and ("No such file or directory" in line or "Not a directory" in line):
+                continue
+            problems.append(line)
+        if problems or status not in (0, 1):
+            detail = _tail("\n".join(problems) or err) or f"exit status {status}"
             raise SignerError(self.name, f"cannot read file status on {self._where}: {detail}")
         return stats, sums, other
 
@@ -629,11 +635,13 @@ class SshTransport:
                 + self._find_command(chain, hashes=False)
             )
             status, out, err = self._exec(command, doing="creating directories", path=target)
-            # mkdir's complaints (a directory created meanwhile, say) name a path of
-            # the chain too; what counts is the state find reports afterwards.
-            stats, _, _ = self._parse_find(0 if status == 1 else status, out, err, chain)
+            # What counts is the state find reports afterwards: mkdir may have
+            # complained about a directory created meanwhile.
+            stats, _, _ = self._parse_find(status, out, err, chain, tolerate=("mkdir:",))
             if any(d not in stats for d in missing):
-                raise SignerError(self.name, f"cannot create directory: {_tail(err)}", target)
+                detail = "\n".join(l for l in err.decode("utf-8", "replace").splitlines()
+                                   if l.startswith("mkdir:"))
+                raise SignerError(self.name, f"cannot create directory: {_tail(detail or err)}", target)
             self._check_chain(chain, stats, resolved, allow_missing=False)
         self._safe_dirs.add(target)
 

@@ -6,6 +6,7 @@ the inline program, exactly as `make up` does.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,10 +50,14 @@ class StackProject:
     def write_config(self, config: dict[str, Any]) -> None:
         self.stack_file.write_text(yaml.safe_dump({"config": config}, sort_keys=True))
 
-    def run(self, operation: str, *, expect_ok: bool = True, now: str | None = None) -> RunResult:
-        """Run up/preview/refresh/destroy; collect the full engine output."""
+    def run(self, operation: str, *, expect_ok: bool = True, now: str | None = None,
+            rotate: dict | None = None) -> RunResult:
+        """Run up/preview/refresh/destroy; collect the full engine output.
+
+        `rotate` ({"domain", "compromised"}) makes the run carry out `dkimroll rotate`'s request.
+        """
         lines: list[str] = []
-        with _env("DKIMROLL_NOW", now):
+        with _env("DKIMROLL_NOW", now), _env("DKIMROLL_ROTATE", json.dumps(rotate) if rotate else None):
             stack = engine.open_stack(self.stack, self.root)
             try:
                 if operation == "preview":
