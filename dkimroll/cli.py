@@ -1,6 +1,10 @@
-"""`dkimroll` command line: run the engine on a stack and summarise what happened.
+"""`dkimroll` command line.
 
-    dkimroll up|preview|refresh|destroy [--stack NAME] [--project-dir DIR]
+    dkimroll up|preview|refresh|destroy [--stack NAME]   run the engine on a stack
+    dkimroll rotate DOMAIN [--compromised] [--stack NAME] rotate now instead of on schedule
+    dkimroll status [--stack NAME] [--json]               key ages, phases, next transitions
+    dkimroll check [--stack NAME]                          DNS on every nameserver + test signatures
+    dkimroll env [--stack NAME]                            shell exports for plain pulumi commands
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, Sequence
 
 from pulumi import automation as auto
 
-from dkimroll import engine
+from dkimroll import commands, engine
 from providers.errors import DkimrollError
 
 
@@ -120,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="activate as soon as DNS serves the new key and revoke the old key at once")
     rot.add_argument("--stack", "-s", default="demo")
     rot.add_argument("--project-dir", type=Path, default=None)
+    status_cmd = sub.add_parser("status", help="key ages, phases, next transitions and warnings")
+    status_cmd.add_argument("--stack", "-s", default="demo")
+    status_cmd.add_argument("--project-dir", type=Path, default=None)
+    status_cmd.add_argument("--json", action="store_true", dest="as_json")
+    check_cmd = sub.add_parser("check", help="query every authoritative nameserver and test-sign with each key")
+    check_cmd.add_argument("--stack", "-s", default="demo")
+    check_cmd.add_argument("--project-dir", type=Path, default=None)
     env_cmd = sub.add_parser("env", help="print shell exports for plain pulumi commands")
     env_cmd.add_argument("--project-dir", type=Path, default=None)
     env_cmd.add_argument("--stack", "-s", default="demo")
@@ -133,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "rotate":
             return rotate(args.domain, args.compromised, args.stack, args.project_dir)
+        if args.command == "status":
+            return commands.status(args.stack, args.project_dir, args.as_json)
+        if args.command == "check":
+            return commands.check(args.stack, args.project_dir)
         return run_operation(args.command, args.stack, args.project_dir)
     except auto.CommandError as exc:
         _print(f"dkimroll {args.command}: failed (see the engine output above)")

@@ -124,6 +124,7 @@ def run(ledger: dict[str, Any] | None = None) -> None:
 
     # 1. Rotation before DNS: which keys exist and what DNS must show.
     entries: dict[plan.Slot, tuple[rotation.KeyEntry, ...]] = {}
+    withdrawn: dict[str, set[str]] = {}  # zone → owner names rotation removes on purpose
     for slot in slots:
         advanced, events = rotation.advance(
             slot.policy, plan.ledger_entries(ledger, slot), now, plan.selector_factory(slot, now),
@@ -131,6 +132,8 @@ def run(ledger: dict[str, Any] | None = None) -> None:
         entries[slot] = advanced
         for event in events:
             pulumi.log.info(f"{slot.owner(event.selector)}: {event.phase}")
+            if event.phase == rotation.GONE:
+                withdrawn.setdefault(slot.zone, set()).add(slot.owner(event.selector))
 
     rings: dict[plan.Slot, KeyRing] = {}
     for domain in sorted(config.domains):
@@ -148,7 +151,7 @@ def run(ledger: dict[str, Any] | None = None) -> None:
         records = pulumi.Output.all(*[slot_records[s] for s in zone_slots]).apply(
             lambda groups: sorted((r for g in groups for r in g), key=lambda r: (r["name"], r["value"])))
         resource = DnsZone(f"{target}/{zone}", target_name=target, target=_target_settings(config, target),
-                           zone=zone, records=records)
+                           zone=zone, records=records, withdraw=sorted(withdrawn.get(zone, ())))
         zone_of.update({s: resource for s in zone_slots})
         exported_records.append(records.apply(
             lambda items, t=target, z=zone: [_exported_record(t, z, item) for item in items]))

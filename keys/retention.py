@@ -25,16 +25,23 @@ def _key(record: dict) -> tuple[str, str]:
     return record["name"], record["value"]
 
 
-def plan_zone_step(old: list[dict], retiring: list[dict], new: list[dict], now: datetime) -> ZoneStep:
-    """What to add and remove so the zone serves `new` plus records still within `retain`."""
+def plan_zone_step(old: list[dict], retiring: list[dict], new: list[dict], now: datetime,
+                   withdraw: frozenset[str] = frozenset()) -> ZoneStep:
+    """What to add and remove so the zone serves `new` plus records still within `retain`.
+
+    A record leaves at once, without a retain period, when its name is still
+    wanted with another value (a key revoked to an empty p=) or when rotation
+    withdraws it on purpose (`withdraw`: its retain period has already passed).
+    """
     new_keys = {_key(r) for r in new}
+    new_names = {r["name"] for r in new}
     old_keys = {_key(r) for r in old}
     still: dict[tuple[str, str], dict] = {}
     remove: list[dict] = []
     for record in retiring:
         if _key(record) in new_keys:
             continue  # wanted again: it is already published
-        if clock.parse_iso(record["until"]) <= now:
+        if clock.parse_iso(record["until"]) <= now or record["name"] in new_names:
             remove.append(record)
         else:
             still[_key(record)] = record
@@ -42,7 +49,7 @@ def plan_zone_step(old: list[dict], retiring: list[dict], new: list[dict], now: 
         if _key(record) in new_keys:
             continue
         retain = int(record.get("retain") or 0)
-        if retain > 0:
+        if retain > 0 and record["name"] not in new_names and record["name"] not in withdraw:
             until = clock.iso(now + timedelta(seconds=retain))
             still[_key(record)] = {**record, "until": until}
         else:

@@ -10,6 +10,13 @@ declare -A PACKAGE_OF=(
   [opendkim]=opendkim
   [opendkim-testkey]=opendkim-tools
   [miltertest]=miltertest
+  [sshd]=openssh-server
+  [ssh-keygen]=openssh-client
+  [rspamd]=rspamd
+  [rspamadm]=rspamd
+  [exim4]=exim4-daemon-light
+  [sudo]=sudo
+  [useradd]=passwd
 )
 PATH="$PATH:/usr/sbin:/sbin"
 missing=()
@@ -28,6 +35,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq $packages >/dev/null
 # The packaged daemons are not wanted running: tests start their own on loopback.
-for service in named bind9 opendkim; do
+for service in named bind9 opendkim rspamd exim4 ssh; do
   systemctl disable --now "$service" >/dev/null 2>&1 || true
 done

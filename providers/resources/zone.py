@@ -77,7 +77,8 @@ class DnsZoneProvider(dynamic.ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         backend = make_dns_backend(news["target_name"], news["target"])
         step = retention.plan_zone_step(olds.get("records") or [], olds.get("retiring") or [],
-                                        news.get("records") or [], clock.now())
+                                        news.get("records") or [], clock.now(),
+                                        frozenset(news.get("withdraw") or []))
         backend.apply(news["zone"], sorted(_as_records(step.add)), sorted(_as_records(step.remove)))
         verified, unverified = gate.verify(backend, news["target"], news["zone"], _records(news),
                                            olds.get("verified") or [])
@@ -117,13 +118,15 @@ class DnsZone(dynamic.Resource, module="dkimroll", name="DnsZone"):
         target: pulumi.Input[dict],
         zone: str,
         records: pulumi.Input[list],
+        withdraw: list[str] | None = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        """`withdraw`: owner names rotation removes on purpose this run (no second retain period)."""
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["target"]))
         super().__init__(
             DnsZoneProvider(),
             resource_name,
-            {"target_name": target_name, "target": target, "zone": zone, "records": records, "retiring": None,
+            {"target_name": target_name, "target": target, "zone": zone, "records": records, "withdraw": withdraw or [], "retiring": None,
              "verified": None, "unverified": None},
             opts,
         )

@@ -24,6 +24,7 @@ def make_layout(signer_name: str, settings: dict[str, Any]) -> SignerLayout:
     if software == "rspamd":
         from providers.signers.rspamd import RspamdLayout
 
+        common["owner"] = settings.get("owner") or "root"
         return RspamdLayout(config_dir=settings["table_dir"], **common)
     if software == "exim":
         from providers.signers.exim import EximLayout

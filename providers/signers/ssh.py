@@ -26,20 +26,23 @@ Writes
 Every file is replaced atomically, as `LocalTransport` does: the content goes
 to `.<name>.<random>.tmp` in the target's directory (same filesystem), created
 with mode 0600 from the start, is fsynced, gets its owner, group and mode, and
-is renamed over the target; then the directory is synced. On failure the
-temporary file is removed (when the connection still works). A cut connection
-therefore leaves the old file, or the new one, never a mix.
+is renamed over the target. On failure the temporary file is removed, after
+connecting again once if the connection was lost. A cut connection therefore
+leaves the old file, or the new one, never a mix. The directory is fsynced
+after the rename too, batched: the next command sent to the host (the
+digests that `sync` reads back, the reload, `close()`) starts with `sync DIR`.
 
 * As root (`sudo=False`): SFTP. The temporary file is opened with O_EXCL and
-  mode 0600, written, fsynced with the `fsync@openssh.com` extension (falling
-  back to running `sync <file>`), chowned to the numeric ids of the wanted
-  owner/group (resolved on the host with `id -u` / `getent group`), chmodded,
-  and renamed with `posix-rename@openssh.com` (falling back to `mv -f -T`).
+  mode 0600, written, chowned to the numeric ids of the wanted owner/group
+  (resolved on the host with `getent`, so an unknown name fails before anything
+  is written), chmodded, fsynced with the `fsync@openssh.com` extension
+  (falling back to running `sync <file>`), and renamed with
+  `posix-rename@openssh.com` (falling back to `mv -f -T`).
 * With `sudo=True` (an unprivileged login user): every privileged step is one
   `sudo -n` command: `install -m MODE [-o OWNER] [-g GROUP] /dev/stdin TMP`
-  (content on stdin), then `sync TMP`, `mv -f -T TMP PATH`, `sync DIR`. The
-  user needs password-less sudo for exactly these programs (plus `find`,
-  `realpath`, `mkdir`, `rm` and the reload command), for example::
+  (content on stdin) and `sync TMP`, then `mv -f -T TMP PATH`. The user needs
+  password-less sudo for exactly these programs (plus `find`, `realpath`,
+  `mkdir`, `rm` and the reload command), for example::
 
       dkimroll ALL=(root) NOPASSWD: /usr/bin/find, /usr/bin/realpath, \\
           /usr/bin/mkdir, /usr/bin/install, /usr/bin/sync, /usr/bin/mv, \\
@@ -50,24 +53,34 @@ therefore leaves the old file, or the new one, never a mix.
 
 Reading
 -------
-`digests` runs one command for all paths: `find P… -maxdepth 0 -printf …
--type f -exec sha256sum -z -- {} +`, which reports each file's type, mode,
-owner and group names and hashes regular files only (a symlink is reported
-as such, never followed), in exactly `sync.file_digest`'s format. A missing
-file is `None`.
+`digests` runs one command for all paths (split only to stay below Linux's
+128 KiB limit on one argument): `find P... -maxdepth 0 -printf ... -type f
+-exec sha256sum -z -- {} +`, which reports each file's type, mode, owner and
+group names and hashes regular files only (a symlink is reported as such,
+never followed), in exactly `sync.file_digest`'s format. A missing file is
+`None`.
 
 Directories
 -----------
 `ensure_safe_dir` applies LocalTransport's rule (and OpenDKIM's: see
-`providers.signers.local`): the directory, symlinks resolved (`realpath -m`),
-and every directory above it must not be group or world writable. The existing
+`providers.signers.local`; the wording is shared through
+`unsafe_dir_problem`): the directory, symlinks resolved (`realpath -m`), and
+every directory above it must not be group or world writable. The existing
 part is checked before anything is created, missing directories are created
-with the requested mode (`mkdir -m`), and the whole chain is checked again.
+with the requested mode (`mkdir -m`, so no umask applies), and the whole chain
+is checked again. That is one round trip for an existing directory, two when
+directories are created.
 
+Commands
+--------
 The host needs a POSIX shell as the login shell and GNU coreutils/findutils
-(any Debian, Ubuntu, RHEL or SUSE host). Commands run as an argument vector:
-`reload` is split like a shell would (`shlex`) and each word quoted, so no
-shell expansion happens on the host, as with `LocalTransport`.
+(any Debian, Ubuntu, RHEL or SUSE host). Every command runs with
+`LC_ALL=C` (kept by sudo), so tool messages can be recognized and errors read
+the same everywhere. `reload` runs as an argument vector: it is split like a
+shell would (`shlex`) and each word quoted, so no shell expansion happens on
+the host, as with `LocalTransport`; with `sudo=True` it runs as
+`sudo -n -- <words>`. Exit status non-zero is a SignerError with the tail of
+its stderr. Output of a login script on stderr is ignored.
 """
 
 from __future__ import annotations
@@ -82,7 +95,7 @@ import secrets
 import shlex
 import socket
 import stat
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import paramiko
 from paramiko.sftp import (
@@ -102,9 +115,11 @@ from providers.signers.base import ManagedFile
 __all__ = ["SshTransport", "host_key_fingerprint", "unsafe_dir_problem"]
 
 _STDERR_LIMIT = 2000
+# Bytes of paths per `find` command (see `_batches`).
+_COMMAND_LIMIT = 64 * 1024
 _UNSAFE_DIR_BITS = stat.S_IWGRP | stat.S_IWOTH
 _FINGERPRINT_RE = re.compile(r"^SHA256:([A-Za-z0-9+/]{43})=?$")
-# User and group names dkimroll passes to `id`, `getent` and `install`.
+# User and group names dkimroll passes to `getent` and `install`.
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _HASH_RE = re.compile(rb"^([0-9a-f]{64})  (.*)$", re.S)
 # Programs whose complaints on stderr mean a command did not do its job.
@@ -175,6 +190,22 @@ def _prefixes(path: str) -> list[str]:
         if part:
             current = f"{current}/{part}"
             out.append(current)
+    return out
+
+
+def _batches(paths: Sequence[str], limit: int = _COMMAND_LIMIT) -> list[list[str]]:
+    """Split `paths` so that each command line stays below `limit` bytes: the
+    login shell gets the command as one argument, and Linux caps a single
+    argument at 128 KiB (MAX_ARG_STRLEN)."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for p in paths:
+        cost = len(shlex.quote(p).encode("utf-8")) + 1
+        if out[-1] and size + cost > limit:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += cost
     return out
 
 
@@ -338,21 +369,21 @@ class SshTransport:
             return None
         path = self.identity_file
         if not os.path.isfile(path):
-            return self._fail_connect(f"identity_file {path} does not exist")
+            self._fail_connect(f"identity_file {path} does not exist")
         password = self._passphrase.encode("utf-8") if self._passphrase else None
         try:
             return paramiko.PKey.from_path(path, password=password)
         except TypeError:  # cryptography: encrypted key, no password given
-            return self._fail_connect(f"identity_file {path} is encrypted: set its passphrase")
+            self._fail_connect(f"identity_file {path} is encrypted: set its passphrase")
         except OSError as exc:
-            return self._fail_connect(f"cannot read identity_file {path}: {exc.strerror or exc}")
+            self._fail_connect(f"cannot read identity_file {path}: {exc.strerror or exc}")
         except (paramiko.SSHException, ValueError, paramiko.UnknownKeyType):
             hint = "wrong passphrase, or " if self._passphrase else ""
-            return self._fail_connect(
+            self._fail_connect(
                 f"cannot load identity_file {path} ({hint}not an OpenSSH or PEM private key)"
             )
 
-    def _fail_connect(self, detail: str) -> paramiko.PKey:
+    def _fail_connect(self, detail: str) -> NoReturn:
         raise SignerError(self.name, f"cannot connect to {self._where}: {detail}")
 
     def _connect(self) -> paramiko.SSHClient:
@@ -574,9 +605,14 @@ class SshTransport:
         for p in paths:
             if not posixpath.isabs(p):
                 raise SignerError(self.name, "refusing a relative path", p)
-        status, out, err = self._exec(self._find_command(paths, hashes=True),
-                                      doing="reading file status")
-        stats, sums, _ = self._parse_find(status, out, err, paths)
+        stats: dict[str, _Stat] = {}
+        sums: dict[str, str] = {}
+        for batch in _batches(paths):
+            status, out, err = self._exec(self._find_command(batch, hashes=True),
+                                          doing="reading file status")
+            batch_stats, batch_sums, _ = self._parse_find(status, out, err, batch)
+            stats.update(batch_stats)
+            sums.update(batch_sums)
         result: dict[str, str | None] = {}
         for p in paths:
             st = stats.get(p)

@@ -33,7 +33,7 @@ from providers.signers.opendkim import OpenDkimLayout
 from providers.signers.ssh import SshTransport
 from providers.signers.sync import digest_matches, inspect, sync, wanted_digest
 from tests.infra.ports import free_port
-from tests.infra.sshd import SSHD, SshServer, fingerprint_of, keygen
+from tests.infra.sshd import SSHD, SshServer, keygen
 from tests.infra.wait import ManagedProcess, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -534,6 +534,11 @@ def test_digests_symlinks_and_run(mta1, root):
         assert not path.is_symlink() and (root / "target").read_bytes() == b"hello"
         with pytest.raises(SignerError, match="not a regular file"):
             t.digests([str(root)])
+        # thousands of paths: split into several commands, each below the kernel's
+        # 128 KiB limit on one argument
+        many = [f"{root}/missing-{i:05d}-{'x' * 80}" for i in range(3000)] + [str(root / "target")]
+        got = t.digests(many)
+        assert list(got) == many and sum(v is not None for v in got.values()) == 1
         with pytest.raises(SignerError, match="relative"):
             t.write(ManagedFile("relative/path", b"x"))
 
@@ -590,7 +595,10 @@ def sudo_user(work):
         yield name
     finally:
         sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", name], capture_output=True)
+        # userdel refuses while a process of the user lives on (an sshd session
+        # being torn down): retry until it is gone, within a bound.
+        wait_until(lambda: subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6),
+                   timeout=20, what=f"userdel {name}")
 
 
 @pytest.fixture(scope="module")
@@ -711,3 +719,128 @@ def test_opendkim_signs_with_tables_pushed_over_ssh(mta2, root, keys):
             for message, (sender, selector, domain) in zip(signed, senders):
                 results = verify(message, named)
                 assert results == [(True, selector, domain)], (sender, results, results[0].reason)
+
+
+# --- end to end: rspamd signs with what SSH pushed --------------------------------
+
+RSPAMD = shutil.which("rspamd")
+
+
+class RspamdDaemon:
+    """A real rspamd started on loopback with the distribution's rspamd.conf and a
+    private LOCAL_CONFDIR (whose local.d/dkim_signing.conf dkimroll pushed). Its
+    resolver points at the test nameserver, so it sends nothing off the machine."""
+
+    def __init__(self, workdir: Path, local_confdir: Path, nameserver_port: int) -> None:
+        self.workdir = workdir
+        self.local_confdir = local_confdir
+        self.port = free_port()
+        override = local_confdir / "override.d"
+        override.mkdir(parents=True, exist_ok=True)
+        (override / "fuzzy_check.conf").write_text("enabled = false;\n")
+        (override / "options.inc").write_text(
+            f'dns {{ nameserver = ["127.0.0.1:{nameserver_port}"]; timeout = 1s; retransmits = 1; }}\n'
+        )
+        (override / "worker-normal.inc").write_text(f'bind_socket = "127.0.0.1:{self.port}";\n')
+        (override / "worker-controller.inc").write_text(f'bind_socket = "127.0.0.1:{free_port()}";\n')
+        (override / "worker-proxy.inc").write_text(f'bind_socket = "127.0.0.1:{free_port()}";\n')
+        (override / "logging.inc").write_text('type = "console"; level = "info";\n')
+        for sub in ("db", "run"):
+            (workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.proc = ManagedProcess(
+            [RSPAMD, "-f", "-i", "-u", "root", "-g", "root",
+             f"--var=LOCAL_CONFDIR={local_confdir}", f"--var=DBDIR={workdir}/db",
+             f"--var=RUNDIR={workdir}/run", f"--var=LOGDIR={workdir}", "-c", "/etc/rspamd/rspamd.conf"],
+            workdir / "rspamd.log", cwd=workdir, name="rspamd",
+        )
+
+    def _request(self, path: str, data: bytes | None = None, headers: dict | None = None,
+                 timeout: float = 10.0) -> bytes:
+        import urllib.request
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                         headers=headers or {})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+        with opener.open(request, timeout=timeout) as response:
+            return response.read()
+
+    def __enter__(self) -> "RspamdDaemon":
+        self.proc.start()
+        try:
+            wait_until(lambda: self._request("/ping", timeout=1.0).strip() == b"pong", timeout=180,
+                       interval=0.2, what="rspamd to answer /ping", abort_if=self.proc.exit_reason,
+                       details=lambda: self.proc.log_text(tail=4000))
+        except BaseException:
+            self.proc.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stop(timeout=20)
+
+    def sign(self, sender: str, headers: list[tuple[str, str]], body: str) -> tuple[bytes, list[str]]:
+        """Scan a message as if submitted from 127.0.0.1; return it with rspamd's
+        DKIM-Signature headers prepended, and the DKIM_SIGNED symbol's options."""
+        import json
+
+        raw = "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n" + body
+        reply = json.loads(self._request(
+            "/checkv2", raw.encode(),
+            {"IP": "127.0.0.1", "From": sender, "Rcpt": "rcpt@example.net", "Hostname": "localhost"},
+        ))
+        signatures = reply.get("dkim-signature") or []
+        if isinstance(signatures, str):
+            signatures = [signatures]
+        signed = "".join(f"DKIM-Signature: {s}\r\n" for s in signatures) + raw
+        options = reply.get("symbols", {}).get("DKIM_SIGNED", {}).get("options", [])
+        return signed.encode(), options
+
+
+@pytest.mark.skipif(RSPAMD is None or NAMED is None or not Path("/etc/rspamd/rspamd.conf").exists(),
+                    reason="rspamd or named missing")
+def test_rspamd_signs_with_files_pushed_over_ssh(mta2, root, keys):
+    """RspamdLayout's files, pushed over SSH, make a real rspamd sign with both
+    the RSA and the Ed25519 selector (rspamd's own Ed25519 key format), map a
+    sign_for sender to the key's domain, and leave unknown senders unsigned;
+    dkimpy verifies every signature against the test nameserver."""
+    from providers.signers.rspamd import RspamdLayout
+    from tests.infra.dkimverify import verify
+    from tests.infra.named import NamedServer
+
+    confdir = root / "etc" / "rspamd"
+    layout = RspamdLayout(str(root / "var" / "lib" / "rspamd" / "dkim"), str(confdir / "local.d"))
+    t = connect(mta2)
+    try:
+        result = sync(t, layout, keys, (), None)
+    finally:
+        t.close()
+    key_file = root / "var" / "lib" / "rspamd" / "dkim" / "example.test.e1.key"
+    assert str(key_file) in result.written
+    st = key_file.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640 and grp.getgrgid(st.st_gid).gr_name == "_rspamd"
+
+    zone_dir = root / "zones"
+    zone_dir.mkdir()
+    zones = {}
+    for domain in ("example.test", "example.org"):
+        zones[domain] = zone_dir / f"{domain}.db"
+        zones[domain].write_text(_zone(domain, keys))
+
+    def headers(sender: str) -> list[tuple[str, str]]:
+        return [("From", sender), ("To", "rcpt@example.net"), ("Subject", "hello"),
+                ("Date", "Thu, 01 Jan 2026 00:00:00 +0000"),
+                ("Message-ID", f"<{sender.replace('@', '.')}@dkimroll.test>")]
+
+    with NamedServer(root / "named", zones) as named, \
+            RspamdDaemon(root / "rspamd-run", confdir, named.port) as rspamd:
+        for sender, want in [
+            ("bob@example.test", [(True, "e1", "example.test"), (True, "s1", "example.test")]),
+            ("carol@customer.test", [(True, "e1", "example.test"), (True, "s1", "example.test")]),
+            ("alice@example.org", [(True, "s2", "example.org")]),
+        ]:
+            message, options = rspamd.sign(sender, headers(sender), "body\r\n")
+            results = verify(message, named)
+            assert sorted(results) == want, (sender, options, [r.reason for r in results],
+                                              rspamd.proc.log_text(tail=3000))
+        message, options = rspamd.sign("eve@elsewhere.test", headers("eve@elsewhere.test"), "body\r\n")
+        assert options == [] and b"DKIM-Signature" not in message

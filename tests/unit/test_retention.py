@@ -44,3 +44,15 @@ def test_nothing_due_means_no_change():
     retiring = [{**rec("b._domainkey.x.test"), "until": "2026-12-09T00:00:00Z"}]
     step = plan_zone_step([a], retiring, [a], NOW)
     assert step.add == () and step.remove == () and list(step.retiring) == retiring
+
+
+def test_a_value_replaced_at_the_same_name_leaves_at_once():
+    full, empty = rec("a._domainkey.x.test", "v=DKIM1; p=AAAA"), rec("a._domainkey.x.test", "v=DKIM1; p=")
+    step = plan_zone_step([full], [], [empty], NOW)
+    assert step.add == (empty,) and step.remove == (full,) and step.retiring == ()
+
+
+def test_rotation_withdrawals_skip_the_second_retain_period():
+    a, b = rec("a._domainkey.x.test"), rec("b._domainkey.x.test")
+    step = plan_zone_step([a, b], [], [a], NOW, withdraw=frozenset({b["name"]}))
+    assert step.remove == (b,) and step.retiring == ()
