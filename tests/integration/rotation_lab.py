@@ -30,11 +30,13 @@ class Lab:
     work: Path
     domains: dict[str, dict] = field(default_factory=dict)
     reload: bool = True
+    verify_timeout: float = 10.0
 
     def config(self) -> dict:
         reload = f"{RNDC} -c {self.named.rndc_conf_path} reload {{zone}}"
         target = {"type": "bind-file", "zone_dir": str(self.project.root / "zones"), "create": False,
-                  "nameservers": [f"{self.named.address}:{self.named.port}"], "verify_timeout": 20}
+                  "nameservers": [f"{self.named.address}:{self.named.port}"],
+                  "verify_timeout": self.verify_timeout}
         if self.reload:
             target["reload"] = reload
         domains = {name: {"dns": "lab", "signers": [SIGNER], **spec} for name, spec in self.domains.items()}

@@ -28,7 +28,7 @@ def lab(tmp_path) -> Lab:
     (project.root / "zones").mkdir()
     zone_file(project.root / "zones" / f"{DOMAIN}.zone", DOMAIN)
     with NamedServer(tmp_path / "named", {DOMAIN: project.root / "zones" / f"{DOMAIN}.zone"}) as named:
-        lab = Lab(project, named, tmp_path / "work", domains={DOMAIN: POLICY})
+        lab = Lab(project, named, tmp_path / "work", domains={DOMAIN: POLICY}, verify_timeout=3.0)
         lab.up(T0)
         yield lab
 
