@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= demo
 DKIMROLL := $(PY) -m dkimroll.cli
 
-.PHONY: setup venv pulumi system-deps demo up preview refresh destroy env test test-unit bench clean-demo
+.PHONY: setup venv pulumi system-deps demo up preview refresh destroy status check rotate env test test-unit bench clean-demo
 
 setup: venv pulumi
 
@@ -26,9 +26,17 @@ system-deps:
 demo: setup
 	$(DKIMROLL) up --stack demo
 	@$(PY) -m dkimroll.demo_summary
+	@$(DKIMROLL) status --stack demo
 
 up preview refresh destroy: setup
 	$(DKIMROLL) $@ --stack $(STACK)
+
+status check: setup
+	$(DKIMROLL) $@ --stack $(STACK)
+
+# make rotate DOMAIN=example.com [COMPROMISED=1] STACK=prod
+rotate: setup
+	$(DKIMROLL) rotate $(DOMAIN) --stack $(STACK) $(if $(COMPROMISED),--compromised)
 
 # eval "$(make -s env)" puts the pinned CLI, the venv and the local backend in your shell.
 env: setup
