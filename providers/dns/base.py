@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+import dns.exception
 import dns.name
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +37,26 @@ class TxtRecord:
 def in_zone(name: str, zone: str) -> bool:
     """True when `name` is at or below `zone`, compared label by label (never `endswith`)."""
     return dns.name.from_text(name).is_subdomain(dns.name.from_text(zone))
+
+
+def record_problems(zone: str, records: Sequence[TxtRecord], min_ttl: int = 0,
+                    low_ttl_advice: str = "") -> list[str]:
+    """The checks every target makes before writing: names inside the zone, TTL in range."""
+    problems: list[str] = []
+    for record in records:
+        try:
+            inside = in_zone(record.name, zone)
+        except dns.exception.DNSException as exc:
+            problems.append(f"record {record.name!r} is not a valid DNS name: {exc}")
+            continue
+        if not inside:
+            problems.append(f"record {record.name} is not within zone {zone}")
+        ttl = record.ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
+            problems.append(f"record {record.name}: TTL {ttl!r} is out of range (0..{MAX_TTL})")
+        elif ttl < min_ttl:
+            problems.append(f"record {record.name}: TTL {ttl} is too low{low_ttl_advice}")
+    return problems
 
 
 def relative_name(name: str, zone: str) -> str:

@@ -37,7 +37,7 @@ import dns.zone
 
 from keys import clock, chunking, render
 from providers.atomic import atomic_write, file_lock
-from providers.dns.base import TxtRecord, in_zone
+from providers.dns.base import MAX_TTL, TxtRecord, in_zone, record_problems
 from providers.errors import ConfigError, DnsTargetError
 
 __all__ = [
@@ -57,7 +57,6 @@ END_MARKER = "; END dkimroll managed records"
 _BEGIN_RE = re.compile(r"^[ \t]*; BEGIN dkimroll managed records\b[^\n]*(?:\n|\Z)", re.M)
 _END_RE = re.compile(r"^[ \t]*; END dkimroll managed records\b[^\n]*(?:\n|\Z)", re.M)
 
-MAX_TTL = 2**31 - 1  # RFC 2181 §8
 MAX_SERIAL = 2**32 - 1
 DEFAULT_CHECK_COMMAND = "named-checkzone"
 COMMAND_TIMEOUT = 120  # seconds, for the check and reload commands
@@ -494,19 +493,7 @@ class BindFileTarget:
     # -- helpers
 
     def _record_problems(self, zone: str, records: Sequence[TxtRecord]) -> list[str]:
-        problems = []
-        for record in records:
-            try:
-                inside = in_zone(record.name, zone)
-            except dns.exception.DNSException as exc:
-                problems.append(f"record {record.name!r} is not a valid DNS name: {exc}")
-                continue
-            if not inside:
-                problems.append(f"record {record.name} is not within zone {zone}")
-            ttl = record.ttl
-            if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
-                problems.append(f"record {record.name}: TTL {ttl!r} is out of range (0..{MAX_TTL})")
-        return problems
+        return record_problems(zone, records)
 
     def _check_argv(self) -> list[str] | None:
         """The check command's argv prefix, or None when no check runs."""

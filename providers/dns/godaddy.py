@@ -43,7 +43,7 @@ import dns.exception
 import dns.name
 import requests
 
-from providers.dns.base import TxtRecord, in_zone, relative_name
+from providers.dns.base import TxtRecord, in_zone, record_problems, relative_name
 from providers.errors import ConfigError, DnsTargetError
 
 __all__ = [
@@ -63,7 +63,6 @@ ENV_API_KEY = "GODADDY_API_KEY"
 ENV_API_SECRET = "GODADDY_API_SECRET"
 
 MIN_TTL = 600
-MAX_TTL = 2**31 - 1
 MAX_DATA_CHARS = 512
 MAX_BACKOFF = 60.0  # seconds, cap of the exponential backoff
 MAX_RETRY_AFTER = 600.0  # seconds, cap of a server-requested wait
@@ -288,23 +287,10 @@ class GoDaddyTarget:
     # -- local validation
 
     def _record_problems(self, zone: str, records: Sequence[TxtRecord]) -> list[str]:
+        advice = f": GoDaddy requires TTL ≥ {MIN_TTL}; set ttl: {MIN_TTL} or more"
         problems: list[str] = []
         for record in records:
-            try:
-                inside = in_zone(record.name, zone)
-            except dns.exception.DNSException as exc:
-                problems.append(f"record {record.name!r} is not a valid DNS name: {exc}")
-                continue
-            if not inside:
-                problems.append(f"record {record.name} is not within zone {zone}")
-            ttl = record.ttl
-            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl > MAX_TTL:
-                problems.append(f"record {record.name}: TTL {ttl!r} is not a valid TTL")
-            elif ttl < MIN_TTL:
-                problems.append(
-                    f"record {record.name}: TTL {ttl} is too low: GoDaddy requires TTL ≥ {MIN_TTL}; "
-                    f"set ttl: {MIN_TTL} or more"
-                )
+            problems += record_problems(zone, [record], min_ttl=MIN_TTL, low_ttl_advice=advice)
             if len(record.value) > MAX_DATA_CHARS:
                 problems.append(_too_long(record))
         return problems

@@ -40,12 +40,11 @@ import dns.tsig
 import dns.update
 
 from keys import chunking
-from providers.dns.base import TxtRecord, in_zone
+from providers.dns.base import TxtRecord, record_problems
 from providers.errors import ConfigError, DnsTargetError
 
 __all__ = ["Rfc2136Target", "TSIG_ALGORITHMS"]
 
-MAX_TTL = 2**31 - 1  # RFC 2181 §8
 MAX_RDATA_OCTETS = 65535  # one RDATA: the strings plus one length octet each
 
 # Names dnspython and BIND both know; the key of the mapping is what the stack file says.
@@ -357,18 +356,8 @@ def _normal(name: str) -> str:
 
 
 def _record_problems(zone: str, records: Sequence[TxtRecord]) -> list[str]:
-    problems: list[str] = []
+    problems = record_problems(zone, records)
     for record in records:
-        try:
-            inside = in_zone(record.name, zone)
-        except dns.exception.DNSException as exc:
-            problems.append(f"record {record.name!r} is not a valid DNS name: {exc}")
-            continue
-        if not inside:
-            problems.append(f"record {record.name} is not within zone {zone}")
-        ttl = record.ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
-            problems.append(f"record {record.name}: TTL {ttl!r} is out of range (0..{MAX_TTL})")
         strings = chunking.chunk(record.value)
         size = sum(len(s) + 1 for s in strings)
         if size > MAX_RDATA_OCTETS:

@@ -47,7 +47,7 @@ import dns.exception
 import dns.name
 
 from keys import chunking
-from providers.dns.base import TxtRecord, in_zone
+from providers.dns.base import TxtRecord, record_problems
 from providers.errors import ConfigError, DnsTargetError
 
 __all__ = [
@@ -69,7 +69,6 @@ MAX_STRING_OCTETS = 255  # one character-string (CharacterStringTooLong beyond)
 MAX_VALUE_CHARS = 4000  # one ResourceRecord Value
 MAX_BATCH_RECORDS = 1000  # ResourceRecord elements per ChangeResourceRecordSets (UPSERT counts twice)
 MAX_BATCH_CHARS = 32000  # characters of all Value elements per request (UPSERT counts twice)
-MAX_TTL = 2**31 - 1
 
 RETRYABLE_CODES = frozenset(
     {
@@ -649,18 +648,8 @@ def _zone_text(zone: str) -> str:
 
 
 def _record_problems(zone: str, records: Sequence[TxtRecord]) -> list[str]:
-    problems: list[str] = []
+    problems = record_problems(zone, records)
     for record in records:
-        try:
-            inside = in_zone(record.name, zone)
-        except dns.exception.DNSException as exc:
-            problems.append(f"record {record.name!r} is not a valid DNS name: {exc}")
-            continue
-        if not inside:
-            problems.append(f"record {record.name} is not within zone {zone}")
-        ttl = record.ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
-            problems.append(f"record {record.name}: TTL {ttl!r} is out of range (0..{MAX_TTL})")
         value = render_value(record.value)
         change = {
             "Action": "CREATE",
