@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from providers.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -41,6 +43,20 @@ class ManagedFile:
     owner: str | None = None
     group: str | None = None
     secret: bool = False
+
+
+def check_key_mode(mode: int, advice: str) -> int:
+    """Private keys: never writable by the group, never readable or writable by others."""
+    if mode & ~0o7777 or mode & 0o027:
+        raise ConfigError("key_mode", f"{mode:04o} lets other users read or write the private key ({advice})")
+    return mode
+
+
+def check_table_mode(setting: str, mode: int, what: str) -> int:
+    """Tables and configuration: never writable by group or others."""
+    if mode & ~0o7777 or mode & 0o022:
+        raise ConfigError(setting, f"{mode:04o} lets other users rewrite the {what} (use 0644)")
+    return mode
 
 
 class SignerLayout(Protocol):

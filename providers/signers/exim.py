@@ -50,7 +50,7 @@ import re
 from typing import Sequence
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey
+from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
 from providers.signers.opendkim import KEY_TYPES, signing_table_order
 
 TABLE_NAME = "dkim_domains"
@@ -90,16 +90,8 @@ class EximLayout:
     ) -> None:
         self.key_dir = _check_dir("key_dir", key_dir)
         self.table_dir = _check_dir("table_dir", table_dir)
-        if key_mode & ~0o7777 or key_mode & 0o027:
-            raise ConfigError(
-                "key_mode",
-                f"{key_mode:04o} lets other users read or write the private key "
-                "(use 0640 with group Debian-exim)",
-            )
-        if table_mode & ~0o7777 or table_mode & 0o022:
-            raise ConfigError(
-                "table_mode", f"{table_mode:04o} lets other users rewrite the table (use 0644)"
-            )
+        check_key_mode(key_mode, "use 0640 with group Debian-exim")
+        check_table_mode("table_mode", table_mode, "table")
         self.owner = owner
         self.group = group
         self.key_mode = key_mode

@@ -23,7 +23,7 @@ import re
 from typing import Sequence
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey
+from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
 
 KEY_TYPES = ("rsa", "ed25519")
 
@@ -73,16 +73,8 @@ class OpenDkimLayout:
         self.table_dir = _check_dir("table_dir", table_dir)
         # OpenDKIM (RequireSafeKeys, on by default) refuses a key file that other
         # users can read or write, or that its group can write.
-        if key_mode & ~0o7777 or key_mode & 0o027:
-            raise ConfigError(
-                "key_mode",
-                f"{key_mode:04o} lets other users read or write the private key; "
-                "OpenDKIM would refuse it (use 0600, or 0640 with a group only OpenDKIM is in)",
-            )
-        if table_mode & ~0o7777 or table_mode & 0o022:
-            raise ConfigError(
-                "table_mode", f"{table_mode:04o} lets other users rewrite the tables (use 0644)"
-            )
+        check_key_mode(key_mode, "OpenDKIM would refuse it: use 0600, or 0640 with a group only OpenDKIM is in")
+        check_table_mode("table_mode", table_mode, "tables")
         self.owner = owner
         self.group = group
         self.key_mode = key_mode

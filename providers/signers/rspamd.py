@@ -66,7 +66,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey
+from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
 from providers.signers.opendkim import KEY_TYPES, signing_table_order
 
 CONFIG_NAME = "dkim_signing.conf"
@@ -108,16 +108,8 @@ class RspamdLayout:
     ) -> None:
         self.key_dir = _check_dir("key_dir", key_dir)
         self.config_dir = _check_dir("config_dir", config_dir)
-        if key_mode & ~0o7777 or key_mode & 0o027:
-            raise ConfigError(
-                "key_mode",
-                f"{key_mode:04o} lets other users read or write the private key "
-                "(use 0640 with group _rspamd, or 0600 when rspamd's user owns the key)",
-            )
-        if config_mode & ~0o7777 or config_mode & 0o022:
-            raise ConfigError(
-                "config_mode", f"{config_mode:04o} lets other users rewrite the configuration (use 0644)"
-            )
+        check_key_mode(key_mode, "use 0640 with group _rspamd, or 0600 when rspamd's user owns the key")
+        check_table_mode("config_mode", config_mode, "configuration")
         self.owner = owner
         self.group = group
         self.key_mode = key_mode
