@@ -86,8 +86,11 @@ class Transport(Protocol):
     def ensure_safe_dir(self, path: str, mode: int = 0o750) -> None:
         """Create `path` if needed and fail if it or a parent is group/world writable."""
 
-    def run(self, command: str) -> None:
-        """Run a command on the host (the reload); raise SignerError on failure."""
+    def run(self, command: str, privileged: bool = True) -> None:
+        """Run a command on the host; raise SignerError on failure.
+
+        The reload is privileged; a configuration test runs as the login user.
+        """
 
     def close(self) -> None:
         """Release the connection."""

@@ -207,7 +207,8 @@ class LocalTransport:
 
     # commands --------------------------------------------------------------
 
-    def run(self, command: str) -> None:
+    def run(self, command: str, privileged: bool = True) -> None:
+        """Run a command here (`privileged` only matters to transports that use sudo)."""
         try:
             argv = shlex.split(command)
         except ValueError as exc:

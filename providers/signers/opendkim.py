@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from typing import Sequence
 
 from providers.errors import ConfigError
@@ -79,6 +80,20 @@ class OpenDkimLayout:
         self.group = group
         self.key_mode = key_mode
         self.table_mode = table_mode
+
+    def config_test(self) -> str:
+        """`opendkim -n` on a throw-away config naming our tables, if the host has opendkim."""
+        checks = []
+        for key_type in ("rsa", "ed25519"):
+            key_table, signing_table = self.table_paths(key_type)
+            checks.append(
+                f'if [ -e {shlex.quote(signing_table)} ]; then '
+                f'printf "KeyTable file:%s\\nSigningTable refile:%s\\n" {shlex.quote(key_table)} '
+                f'{shlex.quote(signing_table)} > "$f" && opendkim -n -x "$f" || rc=1; fi'
+            )
+        script = ('command -v opendkim >/dev/null 2>&1 || exit 0; f=$(mktemp) || exit 1; rc=0; '
+                  + "; ".join(checks) + '; rm -f "$f"; exit $rc')
+        return f"sh -c {shlex.quote(script)}"
 
     # paths -----------------------------------------------------------------
 

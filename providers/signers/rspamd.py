@@ -115,6 +115,10 @@ class RspamdLayout:
         self.key_mode = key_mode
         self.config_mode = config_mode
 
+    def config_test(self) -> str:
+        """`rspamadm configtest` when the host has rspamd."""
+        return "sh -c 'command -v rspamadm >/dev/null 2>&1 || exit 0; rspamadm configtest -q'"
+
     # paths -----------------------------------------------------------------
 
     def key_path(self, key: SigningKey) -> str:

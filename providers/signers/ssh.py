@@ -842,7 +842,8 @@ class SshTransport:
 
     # commands --------------------------------------------------------------
 
-    def run(self, command: str) -> None:
+    def run(self, command: str, privileged: bool = True) -> None:
+        """Run a command on the host; with `sudo: true`, through `sudo -n` unless `privileged` is False."""
         try:
             argv = shlex.split(command)
         except ValueError as exc:
@@ -850,7 +851,7 @@ class SshTransport:
         if not argv:
             raise SignerError(self.name, "empty command")
         remote = " ".join(shlex.quote(a) for a in argv)
-        if self.sudo:
+        if self.sudo and privileged:
             remote = f"sudo -n -- {remote}"
         status, out, err = self._exec(remote, doing=f"running {command!r}")
         if status != 0:

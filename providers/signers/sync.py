@@ -164,12 +164,22 @@ def sync(
             raise SignerError(transport.name, "file missing after sync", p)
         digests[p] = d
 
-    # 6. Reload only on change (or when the last reload may not have happened).
+    # 6. On change (or when the last reload may not have happened): test the signer's
+    #    configuration where the host has the tool for it, then reload.
     reloaded = False
     unacknowledged = previous_digests is not None and dict(previous_digests) != digests
-    if (written or removed or unacknowledged) and reload:
-        transport.run(reload)
-        reloaded = True
+    if written or removed or unacknowledged:
+        config_test = getattr(layout, "config_test", None)
+        command = config_test() if config_test is not None else None
+        if command:
+            try:
+                transport.run(command, privileged=False)
+            except SignerError as exc:
+                raise SignerError(transport.name, "the signer's configuration test failed, so it was not "
+                                  f"reloaded: {exc.detail}") from None
+        if reload:
+            transport.run(reload)
+            reloaded = True
 
     return SyncResult(tuple(written), tuple(removed), reloaded, digests)
 
