@@ -42,9 +42,11 @@ class DnsZoneProvider(dynamic.ResourceProvider):
 
     serialize_as_secret_always = False
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         if not is_known(news.get("target")) or not is_known(news.get("records")):
             return dynamic.CheckResult(news, [])
+        if olds and all(olds.get(k) == news.get(k) for k in ("target", "zone", "records")):
+            return dynamic.CheckResult(news, [])  # nothing to write: a no-op run asks no backend
         try:
             backend = make_dns_backend(news["target_name"], news["target"])
             problems = backend.check(news["zone"], sorted(_records(news)))
