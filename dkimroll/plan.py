@@ -10,11 +10,11 @@ their phase timestamps; `keys.rotation` moves them on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 from dkimroll.config import StackConfig
-from keys import keygen, rotation
+from keys import clock, keygen, rotation
 from keys import record as dkim_record
 from keys import selector as selectors
 
@@ -169,4 +169,24 @@ def served_check(slot: Slot, records: list[dict], verified: Iterable[dict]) -> C
 def ledger_item(slot: Slot, entries: tuple[rotation.KeyEntry, ...]) -> dict[str, Any]:
     return {"domain": slot.domain, "slot": slot.name, "key_type": slot.key_type, "algorithm": slot.algorithm,
             "signers": list(slot.signers), "zone": slot.zone, "target": slot.target,
-            "keys": rotation.SlotLedger(entries).to_list()}
+            "retain": slot.retain_seconds, "keys": rotation.SlotLedger(entries).to_list()}
+
+
+def departed(ledger: dict[str, Any], all_slots: list[Slot], targets: Iterable[str],
+             now: datetime) -> dict[str, dict[str, Any]]:
+    """Slots removed from the stack whose records must stay published until `retain` has passed.
+
+    Their zone resources stay declared (with no wanted records) so the zone's
+    retention keeps the records; once `retain` has passed they leave the ledger
+    and their zone resource, if no other slot uses it, withdraws what is left.
+    """
+    current = {slot.resource_name for slot in all_slots}
+    known_targets = set(targets)
+    kept = {}
+    for slot_id, item in ledger.items():
+        if slot_id in current or item.get("target") not in known_targets:
+            continue
+        removed = clock.parse_iso(item["removed"]) if item.get("removed") else now
+        if now < removed + timedelta(seconds=int(item.get("retain") or 0)):
+            kept[slot_id] = {**item, "removed": clock.iso(removed)}
+    return kept

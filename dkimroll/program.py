@@ -147,8 +147,12 @@ def run(ledger: dict[str, Any] | None = None) -> None:
     # 2. DNS: one resource per zone writes its records and verifies they are served.
     zone_of: dict[plan.Slot, DnsZone] = {}
     exported_records = []
-    for (target, zone), zone_slots in plan.zones(slots).items():
-        records = pulumi.Output.all(*[slot_records[s] for s in zone_slots]).apply(
+    gone_slots = plan.departed(ledger, slots, config.dns, now)
+    zone_groups = plan.zones(slots)
+    for item in gone_slots.values():
+        zone_groups.setdefault((item["target"], item["zone"]), [])  # keeps the records for retain
+    for (target, zone), zone_slots in sorted(zone_groups.items()):
+        records = pulumi.Output.all([], *[slot_records[s] for s in zone_slots]).apply(
             lambda groups: sorted((r for g in groups for r in g), key=lambda r: (r["name"], r["value"])))
         resource = DnsZone(f"{target}/{zone}", target_name=target, target=_target_settings(config, target),
                            zone=zone, records=records, withdraw=sorted(withdrawn.get(zone, ())))
@@ -184,8 +188,8 @@ def run(ledger: dict[str, Any] | None = None) -> None:
     pulumi.export("records", pulumi.Output.all(*exported_records).apply(
         lambda groups: [item for group in groups for item in group]))
     pulumi.export("ledger", pulumi.Output.all(*[activated[s] for s in slots]).apply(
-        lambda lists: {s.resource_name: {**plan.ledger_item(s, ()), "keys": keys}
-                       for s, keys in zip(slots, lists)}))
+        lambda lists: {**gone_slots, **{s.resource_name: {**plan.ledger_item(s, ()), "keys": keys}
+                                        for s, keys in zip(slots, lists)}}))
     pulumi.export("verification", pulumi.Output.all(*[zone_of[s].verified for s in slots]).apply(
         lambda lists: sorted({(s.zone, item["via"]) for s, items in zip(slots, lists) for item in items})))
 

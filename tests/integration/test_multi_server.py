@@ -88,3 +88,18 @@ def test_removing_a_per_signer_signer_removes_its_files_and_keeps_its_record_for
     assert after.changes.get("update") == 1, after.changes
     text = zone_text(project, "split.test")
     assert "svr2._domainkey.split.test." not in text and "svr1._domainkey.split.test." in text
+
+
+def test_removing_a_domain_keeps_its_records_for_retain_then_withdraws_them(project):
+    base = config(["svr1", "svr2", "svr3"], ["svr1"])
+    del base["dkimroll:domains"]["shared.test"]
+    project.write_config(base)
+    removed = project.run("up", now="2026-12-11T00:00:00Z")
+    assert removed.changes.get("delete"), removed.changes  # its key ring and domain component
+    assert not any(name.endswith("shared.test.private") for name in key_files(project, "svr1"))
+    assert "._domainkey.shared.test." in zone_text(project, "shared.test"), "published for retain"
+
+    quiet = project.run("up", now="2026-12-17T00:00:00Z")
+    assert set(quiet.changes) == {"same"}, quiet.changes
+    project.run("up", now="2026-12-18T00:00:01Z")
+    assert "._domainkey.shared.test." not in zone_text(project, "shared.test")
