@@ -19,8 +19,8 @@ Logins: public-key only (``UsePAM no``, ``PermitRootLogin prohibit-password``).
 Authorized keys come from an ``AuthorizedKeysCommand`` run as root that prints
 the generated client key(s): sshd reads an ``AuthorizedKeysFile`` with the
 privileges of the user logging in, and the work directory (under the
-repository's 0700 ``.test-work``) is not readable by the unprivileged test
-user, while the command path only has to be root-owned and not group/world
+suite's basetemp, below root's private home) is not readable by the unprivileged
+test user, while the command path only has to be root-owned and not group/world
 writable (sshd checks that), which it is. ``StrictModes`` stays on.
 
 Readiness is a TCP connect that receives sshd's ``SSH-2.0-OpenSSH`` banner;

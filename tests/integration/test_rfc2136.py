@@ -43,7 +43,7 @@ def tsig() -> TsigKey:
 @pytest.fixture
 def named(tmp_path: Path, tsig: TsigKey):
     path = tmp_path / f"{ZONE}.zone"
-    path.write_text(zone_file_text(ZONE) + f'spf IN TXT "v=spf1 mx -all"\n')
+    path.write_text(zone_file_text(ZONE) + 'spf IN TXT "v=spf1 mx -all"\n')
     with NamedServer(tmp_path.resolve(), {ZONE: path}, allow_update_key=tsig) as server:
         yield server
 

@@ -184,7 +184,7 @@ def test_gives_up_waiting_for_insync_after_the_timeout(moto: MotoServer) -> None
 
 def test_exactly_one_change_batch_per_zone_per_apply(moto: MotoServer, proxy: FaultProxy) -> None:
     zone_a = moto.create_zone(ZONE)
-    zone_b = moto.create_zone("other.test")
+    moto.create_zone("other.test")  # a second zone, never written
     t = target(proxy)
     put_by_hand(moto, zone_a, f"s0._domainkey.{ZONE}", [render.presentation("v=spf1 -all")])
     records_a = [rec(f"s{i}._domainkey", dkim_value("rsa-2048", 10 + i)) for i in range(4)]

@@ -2,8 +2,8 @@
 
 Two `sshd` instances on loopback play two signer hosts (`mta1`, `mta2`), each
 with its own host key. They share this machine's filesystem, so each test
-gives each host its own root directory under `<repo>/.test-work/` (OpenDKIM
-and dkimroll refuse keys below world-writable /tmp, see test_local_signer).
+gives each host its own root directory under the suite's basetemp (OpenDKIM
+and dkimroll refuse keys below world-writable /tmp, see tests/conftest.py).
 
 The sudo tests create a throw-away unprivileged user (`dkimroll-test-<pid>`,
 unique so that concurrent test runs do not collide) with a sudoers rule
@@ -36,7 +36,6 @@ from tests.infra.ports import free_port
 from tests.infra.sshd import SSHD, SshServer, keygen
 from tests.infra.wait import ManagedProcess, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 UNSAFE = stat.S_IWGRP | stat.S_IWOTH
 
 pytestmark = [
@@ -50,20 +49,13 @@ def _tree_is_safe(path: Path) -> bool:
     return not any(os.stat(p).st_mode & UNSAFE for p in [real, *real.parents])
 
 
-def _new_dir(prefix: str) -> Path:
-    base = REPO / ".test-work"
-    base.mkdir(mode=0o700, exist_ok=True)
-    assert _tree_is_safe(base), f"{base} or a directory above it is group/world writable"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))  # mode 0700
-
-
 @pytest.fixture(scope="module")
-def work():
-    path = _new_dir("ssh-transport-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def work(tmp_path_factory):
+    """Under the suite's safe basetemp (tests/conftest.py), never below world-writable /tmp."""
+    path = tmp_path_factory.mktemp("ssh-transport")
+    path.chmod(0o700)
+    assert _tree_is_safe(path), f"{path} or a directory above it is group/world writable"
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from providers.errors import ConfigError
 from providers.signers.base import SigningKey
 from providers.signers.exim import EximLayout
 
-REPO = Path(__file__).resolve().parents[2]
 PEM = "-----BEGIN PRIVATE KEY-----\nTUlJ\n-----END PRIVATE KEY-----"
 
 
@@ -124,32 +122,27 @@ EXIM = shutil.which("exim4") or shutil.which("exim")
 
 
 @pytest.mark.skipif(EXIM is None, reason="Exim is not installed")
-def test_exim_expands_the_documented_macros():
-    base = REPO / ".test-work"
-    base.mkdir(mode=0o700, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="exim-", dir=base))
-    try:
-        layout = EximLayout(str(work / "dkim"), str(work))
-        table = next(f for f in layout.files([
-            key("example.com", "s1", sign_for=("*@example.com", "ceo@customer.example")),
-            key("example.com", "e1", "ed25519", sign_for=("*@example.com",)),
-            key("example.org", "s2"),
-        ]) if f.path == layout.table_path)
-        Path(table.path).write_bytes(table.content)
-        conf = work / "exim.conf"
-        conf.write_text(layout.macros() + f"spool_directory = {work}/spool\nlog_file_path = {work}/%slog\n")
+def test_exim_expands_the_documented_macros(tmp_path):
+    work = tmp_path
+    layout = EximLayout(str(work / "dkim"), str(work))
+    table = next(f for f in layout.files([
+        key("example.com", "s1", sign_for=("*@example.com", "ceo@customer.example")),
+        key("example.com", "e1", "ed25519", sign_for=("*@example.com",)),
+        key("example.org", "s2"),
+    ]) if f.path == layout.table_path)
+    Path(table.path).write_bytes(table.content)
+    conf = work / "exim.conf"
+    conf.write_text(layout.macros() + f"spool_directory = {work}/spool\nlog_file_path = {work}/%slog\n")
 
-        def expand(from_header: str) -> str:
-            message = work / "message"
-            message.write_text(f"From: {from_header}\nTo: rcpt@example.net\nSubject: x\n\nbody\n")
-            proc = subprocess.run([EXIM, "-C", str(conf), "-bem", str(message), "DKIM_DOMAIN|DKIM_SELECTOR"],
-                                  capture_output=True, text=True, timeout=60)
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            return proc.stdout.strip()
+    def expand(from_header: str) -> str:
+        message = work / "message"
+        message.write_text(f"From: {from_header}\nTo: rcpt@example.net\nSubject: x\n\nbody\n")
+        proc = subprocess.run([EXIM, "-C", str(conf), "-bem", str(message), "DKIM_DOMAIN|DKIM_SELECTOR"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout.strip()
 
-        assert expand("Bob <bob@Example.COM>") == "example.com|e1:s1"
-        assert expand("ceo@customer.example") == "example.com|s1"
-        assert expand("intern@customer.example") == "|"  # no rule: Exim does not sign
-        assert expand("Alice <alice@example.org>") == "example.org|s2"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    assert expand("Bob <bob@Example.COM>") == "example.com|e1:s1"
+    assert expand("ceo@customer.example") == "example.com|s1"
+    assert expand("intern@customer.example") == "|"  # no rule: Exim does not sign
+    assert expand("Alice <alice@example.org>") == "example.org|s2"

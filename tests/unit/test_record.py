@@ -86,7 +86,7 @@ def test_parse_revoked() -> None:
         ("v=DKIM1; p=abc$", "base64"),
         ("", "missing required tag p="),
         ("v=DKIM1; p=QUJD=", "base64"),
-        (f"V=DKIM1; k=rsa", "missing required tag p="),  # tag names are case-sensitive
+        ("V=DKIM1; k=rsa", "missing required tag p="),  # tag names are case-sensitive
     ],
 )
 def test_parse_rejects(text: str, message: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from providers.errors import ConfigError
 from providers.signers.base import SigningKey
 from providers.signers.rspamd import RspamdLayout, key_file_content
 
-REPO = Path(__file__).resolve().parents[2]
 PEM = "-----BEGIN PRIVATE KEY-----\nTUlJ\n-----END PRIVATE KEY-----"
 ED = ed25519.Ed25519PrivateKey.generate()
 ED_PEM = ED.private_bytes(
@@ -185,16 +183,14 @@ def _configtest(local_confdir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def confdir():
-    base = REPO / ".test-work"
-    base.mkdir(mode=0o700, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="rspamd-conf-", dir=base))
+def confdir(tmp_path):
+    path = tmp_path / "rspamd-conf"
+    path.mkdir()
     (path / "local.d").mkdir()
     (path / "override.d").mkdir()
     # fuzzy_check would resolve rspamd.com's fuzzy servers while loading
     (path / "override.d" / "fuzzy_check.conf").write_text("enabled = false;\n")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return path
 
 
 @pytest.mark.skipif(RSPAMADM is None or not Path("/etc/rspamd/rspamd.conf").exists(),
