@@ -493,7 +493,7 @@ def test_unknown_owner_fails_before_writing(mta1, root):
     try:
         target = root / "keys" / "k.private"
         with pytest.raises(SignerError) as err:
-            t.write(ManagedFile(str(target), b"-----BEGIN PRIVATE KEY-----\n", 0o600,
+            t.write(ManagedFile(str(target), b"key material\n", 0o600,
                                 "no-such-user-dkimroll", None, True))
         assert "no such user 'no-such-user-dkimroll'" in str(err.value)
         assert err.value.path == str(target)

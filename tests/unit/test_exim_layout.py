@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from providers.errors import ConfigError
+from tests.pem import fresh_pem
 from providers.signers.base import SigningKey
 from providers.signers.exim import EximLayout
 
-PEM = "-----BEGIN PRIVATE KEY-----\nTUlJ\n-----END PRIVATE KEY-----"
+PEM = fresh_pem()  # made at run time; only its bytes matter here
 
 
 def key(domain: str, selector: str, key_type: str = "rsa", sign_for: tuple[str, ...] = ()) -> SigningKey:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keys import keygen, record
 from providers import errors
+from tests.pem import pem_label
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_1024_accepted_but_weak() -> None:
 
 
 def test_generate_rsa_is_pkcs8_with_exponent_65537(rsa2048: keygen.PrivateKey) -> None:
-    assert rsa2048.pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert pem_label(rsa2048.pem) == "PRIVATE KEY"  # PKCS#8
     assert (rsa2048.key_type, rsa2048.bits) == ("rsa", 2048)
     key = serialization.load_pem_private_key(rsa2048.pem.encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -101,7 +102,7 @@ def test_generate_rsa_4096(rsa4096: keygen.PrivateKey) -> None:
 
 
 def test_generate_ed25519(ed: keygen.PrivateKey) -> None:
-    assert ed.pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert pem_label(ed.pem) == "PRIVATE KEY"  # PKCS#8
     assert (ed.key_type, ed.bits) == ("ed25519", 256)
     assert isinstance(serialization.load_pem_private_key(ed.pem.encode(), None), ed25519.Ed25519PrivateKey)
 
@@ -131,9 +132,9 @@ def test_private_key_is_frozen(ed: keygen.PrivateKey) -> None:
 def test_import_pkcs1_returns_pkcs8(rsa2048: keygen.PrivateKey) -> None:
     obj = serialization.load_pem_private_key(rsa2048.pem.encode(), None)
     pkcs1 = _pem(obj, serialization.PrivateFormat.TraditionalOpenSSL)
-    assert pkcs1.startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert pem_label(pkcs1) == "RSA PRIVATE KEY"  # PKCS#1
     imported = keygen.import_pem(pkcs1)
-    assert imported.pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert pem_label(imported.pem) == "PRIVATE KEY"
     assert imported == rsa2048
     assert keygen.public_p_value(imported) == keygen.public_p_value(rsa2048)
 

@@ -7,10 +7,11 @@ import random
 import pytest
 
 from providers.errors import ConfigError
+from tests.pem import fresh_pem
 from providers.signers.opendkim import OpenDkimLayout, signing_table_order
 from providers.signers.base import SigningKey
 
-PEM = "-----BEGIN PRIVATE KEY-----\nTUlJ\n-----END PRIVATE KEY-----"
+PEM = fresh_pem()  # made at run time; only its bytes matter here
 
 
 def key(domain: str, selector: str, key_type: str = "rsa", sign_for: tuple[str, ...] = ()) -> SigningKey:

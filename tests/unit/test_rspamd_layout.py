@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from providers.errors import ConfigError
+from tests.pem import fresh_pem
 from providers.signers.base import SigningKey
 from providers.signers.rspamd import RspamdLayout, key_file_content
 
-PEM = "-----BEGIN PRIVATE KEY-----\nTUlJ\n-----END PRIVATE KEY-----"
+PEM = fresh_pem()  # made at run time; only its bytes matter here
 ED = ed25519.Ed25519PrivateKey.generate()
 ED_PEM = ED.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -67,10 +68,12 @@ def test_ed25519_key_in_rspamd_format(layout):
 
 
 def test_ed25519_key_mismatch_refused():
-    bad = SigningKey("example.com", "e1", "ed25519", PEM)
+    rsa_pem = fresh_pem("rsa-1024")
+    bad = SigningKey("example.com", "e1", "ed25519", rsa_pem)
     with pytest.raises(ConfigError) as err:
         key_file_content(bad)
-    assert err.value.key == "e1._domainkey.example.com" and "TUlJ" not in str(err.value)
+    assert err.value.key == "e1._domainkey.example.com"
+    assert rsa_pem.strip().splitlines()[1] not in str(err.value)
 
 
 def test_config_lists_every_selector_per_domain(layout):
