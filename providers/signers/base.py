@@ -8,10 +8,17 @@ logic between the two lives in `providers.signers.sync` and is shared.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from providers.errors import ConfigError
+
+KEY_TYPES = ("rsa", "ed25519")
+# One DNS label (LDH plus "_", as selectors and A-label domains use), then more.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,40 @@ class ManagedFile:
     owner: str | None = None
     group: str | None = None
     secret: bool = False
+
+
+def check_dir(setting: str, value: str, bad_chars: re.Pattern[str], why: str) -> str:
+    """An absolute directory whose path the signer's files can quote (`why` says what breaks)."""
+    if not value or not posixpath.isabs(value):
+        raise ConfigError(setting, f"must be an absolute path, got {value!r}")
+    if bad_chars.search(value):
+        raise ConfigError(setting, f"{value!r} contains {why}")
+    return posixpath.normpath(value)
+
+
+def check_keys(keys: Sequence[SigningKey]) -> None:
+    """What every layout requires of its keys: known type, DNS names, no duplicates, a PEM block."""
+    seen: set[str] = set()
+    for k in keys:
+        where = k.owner_name
+        if k.key_type not in KEY_TYPES:
+            raise ConfigError(where, f"key type {k.key_type!r} is not one of {KEY_TYPES}")
+        if not NAME_RE.match(k.domain):
+            raise ConfigError(where, f"domain {k.domain!r} is not an A-label domain name")
+        if not NAME_RE.match(k.selector):
+            raise ConfigError(where, f"selector {k.selector!r} is not a valid selector")
+        if where.lower() in seen:
+            raise ConfigError(where, "two keys share this selector and domain")
+        seen.add(where.lower())
+        if "PRIVATE KEY-----" not in k.private_key_pem:
+            # Do not echo the value: it may be a key in the wrong format.
+            raise ConfigError(where, "private key is not a PEM block")
+
+
+def pem_bytes(key: SigningKey) -> bytes:
+    """The key file's content: the PEM block with a final newline."""
+    pem = key.private_key_pem
+    return (pem if pem.endswith("\n") else pem + "\n").encode("utf-8")
 
 
 def check_key_mode(mode: int, advice: str) -> int:

@@ -45,18 +45,24 @@ This module is pure: it renders, it does no I/O.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import Sequence
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
-from providers.signers.opendkim import KEY_TYPES, signing_table_order
+from providers.signers.base import (
+    NAME_RE,
+    ManagedFile,
+    SigningKey,
+    check_dir,
+    check_key_mode,
+    check_keys,
+    check_table_mode,
+    pem_bytes,
+)
+from providers.signers.opendkim import signing_table_order
 
 TABLE_NAME = "dkim_domains"
 
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 # Local parts an lsearch key can hold unquoted: no colon, whitespace, quote or
 # backslash (they end or escape the key), no '*' (a wildcard) or '^' (a regex).
 _LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'+/=?_`{|}~.-]+$")
@@ -65,15 +71,8 @@ _BAD_PATH_CHARS = re.compile(r"[\s\"'\\$:{}\x00-\x1f]")
 
 
 def _check_dir(setting: str, value: str) -> str:
-    if not value or not posixpath.isabs(value):
-        raise ConfigError(setting, f"must be an absolute path, got {value!r}")
-    if _BAD_PATH_CHARS.search(value):
-        raise ConfigError(
-            setting,
-            f"{value!r} contains whitespace, quotes, '$', ':' or braces, which Exim "
-            "expansions and lists cannot hold unescaped",
-        )
-    return posixpath.normpath(value)
+    return check_dir(setting, value, _BAD_PATH_CHARS,
+                     "whitespace, quotes, '$', ':' or braces, which Exim expansions and lists cannot hold unescaped")
 
 
 class EximLayout:
@@ -129,7 +128,7 @@ class EximLayout:
         out = [
             ManagedFile(
                 path=self.key_path(k),
-                content=_pem_bytes(k),
+                content=pem_bytes(k),
                 mode=self.key_mode,
                 owner=self.owner,
                 group=self.group,
@@ -161,22 +160,10 @@ class EximLayout:
 
     def _rows(self, keys: Sequence[SigningKey]) -> list[tuple[str, str, list[str]]]:
         """(pattern, signing domain, selectors) per table line, in match order."""
-        seen: set[str] = set()
+        check_keys(keys)
         by_pattern: dict[str, tuple[str, list[str]]] = {}
         for k in sorted(keys, key=lambda k: (k.domain.lower(), k.selector)):
             where = k.owner_name
-            if k.key_type not in KEY_TYPES:
-                raise ConfigError(where, f"key type {k.key_type!r} is not one of {KEY_TYPES}")
-            if not _NAME_RE.match(k.domain):
-                raise ConfigError(where, f"domain {k.domain!r} is not an A-label domain name")
-            if not _NAME_RE.match(k.selector):
-                raise ConfigError(where, f"selector {k.selector!r} is not a valid selector")
-            if where.lower() in seen:
-                raise ConfigError(where, "two keys share this selector and domain")
-            seen.add(where.lower())
-            if "PRIVATE KEY-----" not in k.private_key_pem:
-                # Do not echo the value: it may be a key in the wrong format.
-                raise ConfigError(where, "private key is not a PEM block")
             domain = k.domain.lower()
             for pattern in k.patterns:
                 normalized = _check_pattern(where, pattern)
@@ -201,7 +188,7 @@ def _check_pattern(where: str, pattern: str) -> str:
     """A sign_for pattern the table can hold: `user@domain` or `*@domain`, lowercased."""
     local, at, domain = pattern.lower().rpartition("@")
     valid_local = local == "*" or bool(_LOCAL_RE.match(local or ""))
-    if not at or not valid_local or not _NAME_RE.match(domain):
+    if not at or not valid_local or not NAME_RE.match(domain):
         raise ConfigError(
             where,
             f"sign_for pattern {pattern!r} cannot be expressed in Exim's table: use "
@@ -209,9 +196,3 @@ def _check_pattern(where: str, pattern: str) -> str:
         )
     return f"{local}@{domain}"
 
-
-def _pem_bytes(key: SigningKey) -> bytes:
-    pem = key.private_key_pem
-    if not pem.endswith("\n"):
-        pem += "\n"
-    return pem.encode("utf-8")

@@ -18,19 +18,22 @@ order, first match wins. This module is pure: it renders, it does no I/O.
 
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 from typing import Sequence
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
+from providers.signers.base import (
+    KEY_TYPES,
+    ManagedFile,
+    SigningKey,
+    check_dir,
+    check_key_mode,
+    check_keys,
+    check_table_mode,
+    pem_bytes,
+)
 
-KEY_TYPES = ("rsa", "ed25519")
-
-# One DNS label (LDH plus "_", as selectors and A-label domains use), then more.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 # A SigningTable refile pattern: one word, no comment or colon (they end the
 # pattern in OpenDKIM's parser), "*" is the only wildcard.
 _PATTERN_RE = re.compile(r"^[^\s#:]+$")
@@ -39,14 +42,7 @@ _BAD_PATH_CHARS = re.compile(r"[\s#:]")
 
 
 def _check_dir(setting: str, value: str) -> str:
-    if not value or not posixpath.isabs(value):
-        raise ConfigError(setting, f"must be an absolute path, got {value!r}")
-    if _BAD_PATH_CHARS.search(value):
-        raise ConfigError(
-            setting,
-            f"{value!r} contains whitespace, '#' or ':', which OpenDKIM tables cannot hold",
-        )
-    return posixpath.normpath(value)
+    return check_dir(setting, value, _BAD_PATH_CHARS, "whitespace, '#' or ':', which OpenDKIM tables cannot hold")
 
 
 def signing_table_order(pattern: str) -> tuple[int, int, str]:
@@ -119,7 +115,7 @@ class OpenDkimLayout:
         out = [
             ManagedFile(
                 path=self.key_path(k),
-                content=_pem_bytes(k),
+                content=pem_bytes(k),
                 mode=self.key_mode,
                 owner=self.owner,
                 group=self.group,
@@ -173,31 +169,12 @@ class OpenDkimLayout:
         return "\n".join(lines) + "\n"
 
     def _validate(self, keys: Sequence[SigningKey]) -> None:
-        seen: dict[str, str] = {}
+        check_keys(keys)
         for k in keys:
-            where = k.owner_name
-            if k.key_type not in KEY_TYPES:
-                raise ConfigError(where, f"key type {k.key_type!r} is not one of {KEY_TYPES}")
-            if not _NAME_RE.match(k.domain):
-                raise ConfigError(where, f"domain {k.domain!r} is not an A-label domain name")
-            if not _NAME_RE.match(k.selector):
-                raise ConfigError(where, f"selector {k.selector!r} is not a valid selector")
-            if where.lower() in seen:
-                raise ConfigError(where, "two keys share this selector and domain")
-            seen[where.lower()] = k.key_type
             for pattern in k.patterns:
                 if not _PATTERN_RE.match(pattern):
                     raise ConfigError(
-                        where,
+                        k.owner_name,
                         f"sign_for pattern {pattern!r} must be one word without '#' or ':'",
                     )
-            if "PRIVATE KEY-----" not in k.private_key_pem:
-                # Do not echo the value: it may be a key in the wrong format.
-                raise ConfigError(where, "private key is not a PEM block")
 
-
-def _pem_bytes(key: SigningKey) -> bytes:
-    pem = key.private_key_pem
-    if not pem.endswith("\n"):
-        pem += "\n"
-    return pem.encode("utf-8")

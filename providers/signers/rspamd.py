@@ -58,7 +58,6 @@ This module is pure: it renders, it does no I/O.
 from __future__ import annotations
 
 import base64
-import posixpath
 import re
 from typing import Sequence
 
@@ -66,13 +65,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from providers.errors import ConfigError
-from providers.signers.base import ManagedFile, SigningKey, check_key_mode, check_table_mode
-from providers.signers.opendkim import KEY_TYPES, signing_table_order
+from providers.signers.base import (
+    NAME_RE,
+    ManagedFile,
+    SigningKey,
+    check_dir,
+    check_key_mode,
+    check_keys,
+    check_table_mode,
+)
+from providers.signers.opendkim import signing_table_order
 
 CONFIG_NAME = "dkim_signing.conf"
 
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 # Local parts dkimroll passes into the Lua table: RFC 5322 atext and dots.
 _LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'+/=?^_`{|}~.-]+$")
 # Paths rspamd reads: no quote, backslash, '$' (rspamd templates $domain and
@@ -81,13 +86,8 @@ _BAD_PATH_CHARS = re.compile(r"[\s\"'\\$;{}\x00-\x1f]")
 
 
 def _check_dir(setting: str, value: str) -> str:
-    if not value or not posixpath.isabs(value):
-        raise ConfigError(setting, f"must be an absolute path, got {value!r}")
-    if _BAD_PATH_CHARS.search(value):
-        raise ConfigError(
-            setting, f"{value!r} contains whitespace, quotes, '$', ';' or braces, which the config cannot hold"
-        )
-    return posixpath.normpath(value)
+    return check_dir(setting, value, _BAD_PATH_CHARS,
+                     "whitespace, quotes, '$', ';' or braces, which the config cannot hold")
 
 
 def _lua_string(text: str) -> str:
@@ -219,21 +219,7 @@ class RspamdLayout:
     def _validate(self, keys: Sequence[SigningKey]) -> list[tuple[str, str]] | None:
         """Check the keys; return the sender map (pattern, domain) when sender
         rules need one, None when every key signs just for `*@<its domain>`."""
-        seen: set[str] = set()
-        for k in keys:
-            where = k.owner_name
-            if k.key_type not in KEY_TYPES:
-                raise ConfigError(where, f"key type {k.key_type!r} is not one of {KEY_TYPES}")
-            if not _NAME_RE.match(k.domain):
-                raise ConfigError(where, f"domain {k.domain!r} is not an A-label domain name")
-            if not _NAME_RE.match(k.selector):
-                raise ConfigError(where, f"selector {k.selector!r} is not a valid selector")
-            if where.lower() in seen:
-                raise ConfigError(where, "two keys share this selector and domain")
-            seen.add(where.lower())
-            if "PRIVATE KEY-----" not in k.private_key_pem:
-                # Do not echo the value: it may be a key in the wrong format.
-                raise ConfigError(where, "private key is not a PEM block")
+        check_keys(keys)
         if all(k.patterns == (f"*@{k.domain}",) for k in keys):
             return None
         owner_of: dict[str, str] = {}
@@ -255,7 +241,7 @@ def _check_pattern(where: str, pattern: str) -> str:
     """A sign_for pattern rspamd's sender map can hold: `user@domain` or `*@domain`."""
     local, at, domain = pattern.lower().rpartition("@")
     valid_local = local == "*" or ("*" not in local and _LOCAL_RE.match(local or ""))
-    if not at or not valid_local or not _NAME_RE.match(domain):
+    if not at or not valid_local or not NAME_RE.match(domain):
         raise ConfigError(
             where,
             f"sign_for pattern {pattern!r} cannot be expressed for rspamd: use 'user@domain' "
