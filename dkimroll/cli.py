@@ -55,8 +55,7 @@ def rotate(domain: str, compromised: bool, stack_name: str, project_dir: Path | 
     from dkimroll.program import ROTATE_ENV
 
     stack = engine.open_stack(stack_name, project_dir)
-    config = stack.get_all_config()
-    domains = json.loads(config["dkimroll:domains"].value) if "dkimroll:domains" in config else {}
+    domains = commands.raw_config(stack.get_all_config()).get("domains") or {}
     if domain not in domains:
         raise DkimrollError(f"{domain} is not in dkimroll:domains of stack {stack_name}")
     if compromised:

@@ -14,7 +14,6 @@ stack config raises `ConfigError` (a DkimrollError) like the other commands.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -53,11 +52,7 @@ def raw_config(all_config: Mapping[str, Any]) -> dict[str, Any]:
 
 def target_settings(config: StackConfig, name: str, project_dir: Path) -> dict[str, Any]:
     """A target's settings as its DnsZone resource gets them: relative directories resolved."""
-    settings = config.dns[name].model_dump(mode="json")
-    for key in ("zone_dir", "export_dir"):
-        if settings.get(key):
-            settings[key] = os.path.normpath(os.path.join(str(project_dir), settings[key]))
-    return settings
+    return config.dns[name].settings(str(project_dir))
 
 
 def reader_factory(config: StackConfig, project_dir: Path, timeout: float) -> report.ReaderFor:

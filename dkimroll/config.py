@@ -76,6 +76,14 @@ class _Target(_Strict):
     verify: Literal["auto", "nameservers", "backend"] = "auto"
     verify_timeout: float = Field(default=180.0, ge=0)
 
+    def settings(self, base: str) -> dict[str, Any]:
+        """Plain settings as the DNS backend gets them: directories resolved against `base`."""
+        settings = self.model_dump(mode="json")
+        for key in ("zone_dir", "export_dir"):
+            if settings.get(key):
+                settings[key] = os.path.normpath(os.path.join(base, settings[key]))
+        return settings
+
     @field_validator("nameservers")
     @classmethod
     def _hostports(cls, value: tuple[str, ...]) -> tuple[str, ...]:

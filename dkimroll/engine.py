@@ -61,7 +61,7 @@ def pulumi_bin_dir() -> Path:
     explicit = os.environ.get("DKIMROLL_PULUMI_BIN")
     if explicit:
         return Path(explicit)
-    version = os.environ.get("DKIMROLL_PULUMI_VERSION", "3.276.0")
+    version = os.environ.get("DKIMROLL_PULUMI_VERSION") or (REPO / ".pulumi-version").read_text().strip()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dkimroll" / "pulumi" / version / "bin"
     if (cache / "pulumi").exists():
         return cache

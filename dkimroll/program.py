@@ -76,11 +76,7 @@ def _signer_settings(config: StackConfig, name: str) -> pulumi.Input[dict]:
 
 
 def _target_settings(config: StackConfig, name: str) -> pulumi.Input[dict]:
-    settings = config.dns[name].model_dump(mode="json")
-    for key in ("zone_dir", "export_dir"):
-        if settings.get(key):
-            settings[key] = os.path.normpath(os.path.join(project_dir(), settings[key]))
-    return _as_input(settings)
+    return _as_input(config.dns[name].settings(project_dir()))
 
 
 def _exported_record(target: str, zone: str, item: dict[str, Any]) -> dict[str, Any]:

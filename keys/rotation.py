@@ -198,11 +198,6 @@ def activate(
     return tuple(result), events
 
 
-def published_value(entry: KeyEntry) -> str:
-    """What DNS shows for a key: 'key' (the real p=) or 'empty' (revoked, p=)."""
-    return "empty" if entry.phase == REVOKED else "key"
-
-
 def next_transition(policy: Policy, entries: tuple[KeyEntry, ...], entry: KeyEntry) -> tuple[str, datetime | None]:
     """What happens next to `entry` and when (None: waits on DNS or on another key)."""
     if entry.phase == PUBLISHED:

@@ -11,7 +11,7 @@
 # program, so no Python language host binary is needed (see docs/architecture.md).
 set -euo pipefail
 
-PULUMI_VERSION="${DKIMROLL_PULUMI_VERSION:-3.276.0}"
+PULUMI_VERSION="${DKIMROLL_PULUMI_VERSION:-$(cat "$(dirname "$0")/../.pulumi-version")}"
 CACHE_ROOT="${DKIMROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dkimroll}"
 BIN_DIR="$CACHE_ROOT/pulumi/$PULUMI_VERSION/bin"
 

@@ -33,7 +33,7 @@ def _records(props: dict[str, Any]) -> set[TxtRecord]:
     return _as_records(props.get("records"))
 
 
-def _public_settings(props: dict[str, Any]) -> dict[str, Any]:
+def _settings(props: dict[str, Any]) -> dict[str, Any]:
     return dict(props.get("target") or {})
 
 
@@ -58,13 +58,13 @@ class DnsZoneProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         replaces = [key for key in _IDENTITY if olds.get(key) != news.get(key)]
-        if _public_settings(olds).get("type") != _public_settings(news).get("type"):
+        if _settings(olds).get("type") != _settings(news).get("type"):
             replaces.append("target")
         if not is_known(news.get("records")):
             return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         verified = {(item["name"], item["value"]) for item in olds.get("verified") or []}
         unverified = [r for r in _records(news) if (r.name, r.value) not in verified]
-        changed = (_records(olds) != _records(news) or _public_settings(olds) != _public_settings(news)
+        changed = (_records(olds) != _records(news) or _settings(olds) != _settings(news)
                    or retention.has_expired(olds.get("retiring") or [], clock.now()) or bool(unverified))
         return dynamic.DiffResult(changes=changed or bool(replaces), replaces=replaces,
                                   delete_before_replace=bool(replaces))

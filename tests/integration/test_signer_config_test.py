@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -25,10 +27,23 @@ class BrokenTest(OpenDkimLayout):
 
 
 def test_opendkim_checks_the_pushed_tables_then_reloads(tmp_path):
+    assert shutil.which("opendkim"), "the real OpenDKIM must be installed for this test"
     layout = OpenDkimLayout(str(tmp_path / "keys"), str(tmp_path))
     marker = tmp_path / "reloaded"
     result = sync(LocalTransport("mta"), layout, [_key("a.test")], [], f"touch {marker}")
     assert result.reloaded and marker.exists()
+
+
+def test_opendkim_refusing_the_tables_stops_the_reload(tmp_path):
+    """A stray Ed25519 SigningTable whose KeyTable is missing: the real `opendkim -n` fails."""
+    layout = OpenDkimLayout(str(tmp_path / "keys"), str(tmp_path))
+    marker = tmp_path / "reloaded"
+    sync(LocalTransport("mta"), layout, [_key("a.test")], [], None)
+    (tmp_path / "SigningTable.ed25519").write_text("*@a.test s1._domainkey.a.test\n")
+    rotated = _key("a.test")  # a new key: the sync writes, so it tests before reloading
+    with pytest.raises(SignerError, match="configuration test failed"):
+        sync(LocalTransport("mta"), layout, [rotated], [], f"touch {marker}")
+    assert not marker.exists()
 
 
 def test_a_failing_configuration_test_stops_the_reload(tmp_path):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -162,8 +162,10 @@ def test_lock_serializes_threads(tmp_path: Path) -> None:
     t1.start()
     t2.start()
     inside.wait(5)
-    time.sleep(0.2)  # give the second thread time to block on the lock
-    assert order == ["first-in"]
+    # While the first holder is inside, nobody else can take the lock ...
+    with open(lock_path(target), "a") as probe, pytest.raises(BlockingIOError):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert order == ["first-in"]  # ... so the second thread is still waiting
     release.set()
     t1.join(5)
     t2.join(5)
