@@ -16,8 +16,9 @@ from providers import errors
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
 
 
-def quote(octets: bytes) -> str:
-    """One character-string in presentation format: `"`/`\\` escaped, non-printables as `\\DDD`."""
+def quote(octets: bytes, octal: bool = False) -> str:
+    """One character-string, quoted, `"`/`\\` escaped, other non-printables as `\\DDD`
+    (decimal, RFC 1035 presentation format) or, with `octal`, `\\ooo` (Route53's text form)."""
     out: list[str] = []
     for byte in octets:
         if byte in (0x22, 0x5C):
@@ -25,13 +26,13 @@ def quote(octets: bytes) -> str:
         elif 0x20 <= byte <= 0x7E:
             out.append(chr(byte))
         else:
-            out.append(f"\\{byte:03d}")
+            out.append(f"\\{byte:03o}" if octal else f"\\{byte:03d}")
     return '"' + "".join(out) + '"'
 
 
-def presentation(value: str) -> str:
-    """The value's chunks quoted and space-joined: generic RDATA text, and one Route53 Value."""
-    return " ".join(quote(piece) for piece in chunking.chunk(value))
+def presentation(value: str, octal: bool = False) -> str:
+    """The value's <=255-octet chunks quoted and space-joined, in one record's RDATA text."""
+    return " ".join(quote(piece, octal) for piece in chunking.chunk(value))
 
 
 def zone_file(owner: str, ttl: int, value: str) -> str:

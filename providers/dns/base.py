@@ -15,7 +15,7 @@ from typing import Protocol, Sequence
 import dns.exception
 import dns.name
 
-MAX_TTL = 2**31 - 1  # RFC 2181 §8
+from keys.render import MAX_TTL  # RFC 2181 §8: one definition for every target
 
 
 @dataclass(frozen=True, order=True)

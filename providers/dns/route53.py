@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import dns.exception
 import dns.name
 
-from keys import chunking
+from keys import chunking, render
 from providers.dns.base import TxtRecord, record_problems
 from providers.errors import ConfigError, DnsTargetError
 
@@ -89,22 +89,9 @@ _ACTIONS = ("CREATE", "UPSERT", "DELETE")
 # --- Route53's TXT value text --------------------------------------------------------
 
 
-def _quote(octets: bytes) -> str:
-    """One character-string as Route53 wants it: quoted, `"`/`\\` escaped, others as octal `\\ooo`."""
-    out: list[str] = []
-    for byte in octets:
-        if byte in (0x22, 0x5C):
-            out.append("\\" + chr(byte))
-        elif 0x20 <= byte <= 0x7E:
-            out.append(chr(byte))
-        else:
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
-
-
 def render_value(value: str) -> str:
-    """The Route53 `Value` of one TXT record: its <=255-octet chunks quoted and space separated."""
-    return " ".join(_quote(piece) for piece in chunking.chunk(value))
+    """The Route53 `Value` of one TXT record: <=255-octet chunks quoted (octal escapes), space separated."""
+    return render.presentation(value, octal=True)
 
 
 _OCTAL = re.compile(r"[0-7]{3}")
